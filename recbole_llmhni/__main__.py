@@ -1,0 +1,53 @@
+"""Command line: ``python -m recbole_llmhni <stage> ...`` (also installed as ``recbole-llmhni``).
+
+Each stage lives in its own module under :mod:`recbole_llmhni.cli` and exposes
+``register(subparsers)``, which adds its sub-parser and sets ``func`` to the function that
+runs it. Stage modules are imported only when listed here, so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# sub-command modules, in the order of the pipeline
+STAGE_MODULES = (
+    "recbole_llmhni.cli.prepare",
+    "recbole_llmhni.cli.llm",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_llmhni",
+        description="recbole-llmhni: data preparation and LLM stages of LLMHNI for RecBole. "
+        "Training runs through run_recbole_llmhni.py --model=... --dataset=...",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    subparsers.required = True
+    for module_name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # stage not installed in this build
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        # Bad input: the message already names the file/line/id and the fix.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The one place where recbole-llmhni adjusts third-party behaviour.
+
+RecBole 1.2.1 predates numpy 2, scipy >= 1.13 and torch >= 2.6. Each shim below is keyed on
+the *feature* it restores (never on a version number), is idempotent, and changes nothing
+on a stack where the feature is still present:
+
+* numpy 2 removed the aliases ``np.float_``, ``np.complex_``, ``np.unicode_`` (used by
+  ``Config.compatibility_settings``) and ``np.float``, ``np.int``, ``np.bool``, ``np.long``
+  (used by RecBole's metrics, interaction and dataset code). They are restored as the
+  builtin / numpy types they always meant.
+* scipy 1.13 removed ``dok_matrix._update``, which RecBole's LightGCN, NGCF, NCL, GCMC,
+  SpectralCF, KGIN and MCCLK call to build their normalised adjacency. It is restored as a
+  bulk insert into the matrix's own storage.
+* torch 2.6 made ``torch.load`` default to ``weights_only=True``; RecBole checkpoints pickle
+  the Config, so RecBole's ``Trainer.evaluate(load_best_model=True)`` and
+  ``resume_checkpoint`` fail. :func:`trusted_checkpoint_trainer` returns a subclass of a
+  RecBole trainer that loads checkpoints *this run wrote itself* with
+  ``weights_only=False``. Nothing else is loaded that way.
+
+:func:`apply` runs on ``import recbole_llmhni``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict, Optional, Type
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["apply", "trusted_checkpoint_trainer", "load_trusted_checkpoint"]
+
+_NUMPY_ALIASES: Dict[str, Any] = {
+    # removed in numpy 2.0 -- RecBole's Config.compatibility_settings reads these
+    "float_": np.float64,
+    "complex_": np.complex128,
+    "unicode_": np.str_,
+    # removed in numpy 1.24 -- RecBole calls these at run time
+    "bool": bool,
+    "int": int,
+    "float": float,
+    "complex": complex,
+    "object": object,
+    "str": str,
+    "long": np.int_,
+    "unicode": np.str_,
+}
+
+
+def _restore_numpy_aliases() -> None:
+    for name, value in _NUMPY_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def _dok_update(self: sp.dok_matrix, data: Dict) -> None:
+    """Bulk-insert ``{(row, col): value}`` into a dok matrix without per-key checks."""
+    self._dict.update(data)
+
+
+def _restore_dok_update() -> None:
+    # scipy >= 1.13 keeps the entries in ``_dict``; older releases had ``_update`` already.
+    if not hasattr(sp.dok_matrix, "_update"):
+        sp.dok_matrix._update = _dok_update
+
+
+def load_trusted_checkpoint(path: str, map_location: Any = None) -> Dict[str, Any]:
+    """Load a RecBole checkpoint that this process (or an earlier run of it) wrote.
+
+    RecBole stores the Config object inside the checkpoint, which torch >= 2.6 refuses to
+    unpickle by default. Only call this on files produced by :class:`recbole.trainer.Trainer`.
+    """
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+@functools.lru_cache(maxsize=None)
+def trusted_checkpoint_trainer(trainer_cls: Type) -> Type:
+    """Return a subclass of RecBole ``trainer_cls`` whose checkpoint loading works on torch >= 2.6.
+
+    ``evaluate(load_best_model=True)`` and ``resume_checkpoint`` load the run's own
+    checkpoint with ``weights_only=False`` and then defer to RecBole unchanged.
+    """
+
+    class TrustedCheckpointTrainer(trainer_cls):  # type: ignore[misc, valid-type]
+        def evaluate(
+            self,
+            eval_data,
+            load_best_model: bool = True,
+            model_file: Optional[str] = None,
+            show_progress: bool = False,
+        ):
+            if eval_data and load_best_model:
+                checkpoint_file = model_file or self.saved_model_file
+                checkpoint = load_trusted_checkpoint(checkpoint_file, self.device)
+                self.model.load_state_dict(checkpoint["state_dict"])
+                self.model.load_other_parameter(checkpoint.get("other_parameter"))
+                self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+            return super().evaluate(
+                eval_data, load_best_model=False, model_file=None, show_progress=show_progress
+            )
+
+        def resume_checkpoint(self, resume_file: str) -> None:
+            import torch
+
+            original_load = torch.load
+            # RecBole's resume_checkpoint calls ``torch.load(resume_file, ...)`` itself; route
+            # exactly that one call through the trusted loader.
+            torch.load = lambda f, *a, **kw: load_trusted_checkpoint(f, kw.get("map_location"))
+            try:
+                super().resume_checkpoint(resume_file)
+            finally:
+                torch.load = original_load
+
+    TrustedCheckpointTrainer.__name__ = trainer_cls.__name__
+    TrustedCheckpointTrainer.__qualname__ = trainer_cls.__qualname__
+    return TrustedCheckpointTrainer
+
+
+_applied = False
+
+
+def apply() -> None:
+    """Install every shim (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    _restore_numpy_aliases()
+    _restore_dok_update()
+    _applied = True

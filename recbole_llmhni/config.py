@@ -1,0 +1,69 @@
+"""``LLMHNIConfig``: RecBole's Config with the plugin's models and defaults layered in.
+
+Precedence, lowest first (RecBole's own order, with the plugin's layers slotted in):
+
+1. RecBole's ``overall.yaml``, model YAML (built-in models) and dataset YAML;
+2. the plugin's ``properties/overall.yaml`` (evaluation protocol, every ``llmhni_*`` key);
+3. the plugin's ``properties/model/<model>.yaml`` (plugin models);
+4. ``<data_path>/<dataset>/<dataset>.yaml`` written by ``python -m recbole_llmhni prepare``;
+5. config files, ``config_dict`` and the command line (RecBole's external config).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Tuple, Type
+
+from recbole.config import Config
+
+from recbole_llmhni import registry
+
+__all__ = ["LLMHNIConfig", "PROPERTIES_DIR"]
+
+PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
+
+
+class LLMHNIConfig(Config):
+    """RecBole ``Config`` that resolves plugin model names and loads the plugin's YAML defaults."""
+
+    def _get_model_and_dataset(self, model, dataset) -> Tuple[str, Type, str]:
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError("model must be given: --model=NAME, a config file or config_dict")
+        if isinstance(model, str):
+            model_class = registry.get_model(model)
+        else:
+            model_class, model = model, model.__name__
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise KeyError("dataset must be given: --dataset=NAME, a config file or config_dict")
+        return model, model_class, dataset
+
+    def _load_internal_config_dict(self, model: str, model_class: Type, dataset: str) -> None:
+        super()._load_internal_config_dict(model, model_class, dataset)
+        self._update_internal_config_dict(str(PROPERTIES_DIR / "overall.yaml"))
+        plugin_model_yaml = PROPERTIES_DIR / "model" / f"{model}.yaml"
+        if plugin_model_yaml.is_file():
+            self._update_internal_config_dict(str(plugin_model_yaml))
+        prepared_yaml = self.prepared_dataset_yaml(dataset)
+        if prepared_yaml is not None:
+            config_dict = self._update_internal_config_dict(str(prepared_yaml)) or {}
+            # rebind, never ``+=``: the list is RecBole's module-level ``dataset_arguments``
+            self.parameters["Dataset"] = self.parameters["Dataset"] + [
+                k for k in config_dict if k not in self.parameters["Dataset"]
+            ]
+
+    def prepared_dataset_yaml(self, dataset: str) -> Optional[Path]:
+        """The YAML that ``prepare`` wrote for ``dataset`` under the configured data_path, if any."""
+        data_path = self.external_config_dict.get("data_path", self.internal_config_dict.get("data_path"))
+        if not data_path:
+            return None
+        candidate = Path(data_path) / dataset / f"{dataset}.yaml"
+        return candidate if candidate.is_file() else None
+
+
+def dataset_dir(config: Config) -> str:
+    """The directory RecBole reads the dataset's atomic files from."""
+    return os.path.abspath(config["data_path"])
