@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
-__all__ = ["read_side_features", "describe_features", "compose_user_profile", "snippet"]
+__all__ = ["read_side_features", "describe_features", "item_name", "compose_user_profile", "snippet"]
 
 # Friendlier labels for the side features of RecBole's bundled / common datasets.
 _FIELD_LABELS = {
@@ -31,6 +31,8 @@ _FIELD_LABELS = {
     "gender": "Gender",
     "occupation": "Occupation",
 }
+# Fields that name an item, in order of preference.
+_NAME_FIELDS = ("movie_title", "title", "name")
 # Fields that identify rather than describe (not useful to a text encoder).
 _SKIP_FIELDS = {"zip_code"}
 
@@ -83,18 +85,26 @@ def describe_features(features: Mapping[str, str]) -> str:
     return " ".join(parts)
 
 
-def snippet(text: str, max_chars: int = 160) -> str:
-    """The first sentence of ``text`` (or its first ``max_chars`` characters)."""
+def snippet(text: str, max_chars: int = 120) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``max_chars`` characters."""
     text = " ".join(text.split())
-    end = text.find(". ")
-    if 0 < end < max_chars:
-        return text[: end + 1]
-    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind(" ", 0, max_chars)
+    return text[: cut if cut > 0 else max_chars].rstrip(" ,;:") + "…"
+
+
+def item_name(features: Optional[Mapping[str, str]], profile: str) -> str:
+    """A short name for an item in a user's history: its title feature, else its profile's start."""
+    for field in _NAME_FIELDS:
+        if features and features.get(field):
+            return features[field]
+    return snippet(profile)
 
 
 def compose_user_profile(
     own_features: Optional[Mapping[str, str]],
-    history_item_texts: Sequence[str],
+    history_item_names: Sequence[str],
 ) -> str:
     """A user described by their side features and the items of their *training* history."""
     parts: List[str] = []
@@ -102,8 +112,8 @@ def compose_user_profile(
         described = describe_features(own_features)
         if described:
             parts.append(described)
-    if history_item_texts:
-        items = "; ".join(snippet(text) for text in history_item_texts if text)
-        parts.append(f"Items this user interacted with: {items}")
+    names = [name for name in history_item_names if name]
+    if names:
+        parts.append(f"Items this user interacted with: {'; '.join(names)}.")
     return " ".join(parts)
 

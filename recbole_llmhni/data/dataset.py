@@ -125,17 +125,25 @@ class LLMHNIDataset(Dataset):
             os.path.join(self.dataset_path, f"{self.dataset_name}.{kind}"), field
         )
 
+    def item_names(self) -> List[str]:
+        """Short item names (title feature, else the start of the profile), by internal id."""
+        self.item_profiles()
+        return self._profile_cache["item_name"]
+
     def _load_item_profiles(self) -> List[str]:
         tokens = self.field2id_token[self.iid_field]
         path = self._profile_file("item")
         given = read_profiles(path) if path.is_file() else {}
-        features = self._side_features("item") if len(given) < len(tokens) - 1 else {}
-        texts = [""]
+        features = self._side_features("item")
+        texts, names = [""], [""]
         missing = 0
         for token in tokens[1:]:
-            text = given.get(token) or compose.describe_features(features.get(token, {}))
+            own = features.get(token, {})
+            text = given.get(token) or compose.describe_features(own)
             missing += not text
             texts.append(text)
+            names.append(compose.item_name(own, text))
+        self._profile_cache["item_name"] = names
         source = str(path) if given else f"side features of {self.dataset_name}.item"
         getLogger().info(f"Item profiles: {len(tokens) - 1 - missing} from {source}")
         if missing:
@@ -152,7 +160,7 @@ class LLMHNIDataset(Dataset):
         features = self._side_features("user") if len(given) < len(tokens) - 1 else {}
         history_len = int(self.config["llmhni_profile_history_len"] or 20)
         history = self._training_history(history_len)
-        item_texts = self.item_profiles()
+        names = self.item_names()
         texts = [""]
         composed = 0
         for user_id, token in enumerate(tokens[1:], start=1):
@@ -160,7 +168,7 @@ class LLMHNIDataset(Dataset):
             if not text:
                 composed += 1
                 text = compose.compose_user_profile(
-                    features.get(token), [item_texts[i] for i in history.get(user_id, ())]
+                    features.get(token), [names[i] for i in history.get(user_id, ())]
                 )
             texts.append(text)
         getLogger().info(

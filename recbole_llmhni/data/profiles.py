@@ -95,6 +95,9 @@ def write_profiles(
     path.parent.mkdir(parents=True, exist_ok=True)
     items = profiles.items() if isinstance(profiles, Mapping) else profiles
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a data file should be readable like any other
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for raw_id, text in items:
