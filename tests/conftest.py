@@ -1,0 +1,71 @@
+"""Shared fixtures: an isolated working directory for RecBole runs and a tiny atomic dataset."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import pytest
+
+import recbole_llmhni  # noqa: F401  (applies the compat shims before RecBole is used)
+
+
+@pytest.fixture
+def recbole_workdir(tmp_path, monkeypatch) -> Path:
+    """cwd = tmp_path (RecBole writes log/ and saved/ there) and a clean sys.argv
+    (RecBole parses every --key=value of the real command line)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    return tmp_path
+
+
+def write_tiny_dataset(
+    root: Path,
+    name: str = "tiny",
+    n_users: int = 30,
+    n_items: int = 25,
+    per_user: int = 6,
+    seed: int = 0,
+    with_profiles: bool = True,
+) -> Dict[str, object]:
+    """A small benchmark-split dataset with raw tokens that differ from RecBole's internal ids.
+
+    Users are ``u<k>`` and items ``i<k>`` (k from 100 up, listed in shuffled order), each user
+    has ``per_user`` distinct items: 4 train, 1 valid, 1 test.
+    """
+    rng = np.random.default_rng(seed)
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    users = [f"u{100 + k}" for k in rng.permutation(n_users)]
+    items = [f"i{100 + k}" for k in range(n_items)]
+    splits = {"train": [], "valid": [], "test": []}
+    for user in users:
+        chosen = rng.choice(n_items, size=per_user, replace=False)
+        for position, item_index in enumerate(chosen):
+            split = "train" if position < per_user - 2 else ("valid" if position == per_user - 2 else "test")
+            splits[split].append((user, items[item_index]))
+    for split, pairs in splits.items():
+        with (directory / f"{name}.{split}.inter").open("w") as fh:
+            fh.write("user_id:token\titem_id:token\n")
+            for user, item in pairs:
+                fh.write(f"{user}\t{item}\n")
+    (directory / f"{name}.yaml").write_text(
+        "USER_ID_FIELD: user_id\nITEM_ID_FIELD: item_id\n"
+        "load_col: {inter: [user_id, item_id]}\n"
+        "benchmark_filename: [train, valid, test]\n"
+    )
+    if with_profiles:
+        from recbole_llmhni.data.profiles import write_profiles
+
+        write_profiles(directory / f"{name}.item_profile.jsonl", {i: f"Book {i} about topic {int(i[1:]) % 5}." for i in items})
+        # every user but the first two has a profile; those two are composed
+        write_profiles(directory / f"{name}.user_profile.jsonl", {u: f"Reader {u}." for u in users[2:]})
+    return {"dir": directory, "users": users, "items": items, "splits": splits}
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> Dict[str, object]:
+    info = write_tiny_dataset(tmp_path / "data")
+    info["data_path"] = str(tmp_path / "data")
+    return info
