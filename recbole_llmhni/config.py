@@ -55,6 +55,17 @@ class LLMHNIConfig(Config):
                 k for k in config_dict if k not in self.parameters["Dataset"]
             ]
 
+    def __str__(self) -> str:
+        """RecBole's table of parameters, with secrets masked (it is logged at every run)."""
+        secret = self.final_config_dict.get("llmhni_api_key")
+        if not secret:
+            return super().__str__()
+        self.final_config_dict["llmhni_api_key"] = "***"
+        try:
+            return super().__str__()
+        finally:
+            self.final_config_dict["llmhni_api_key"] = secret
+
     def prepared_dataset_yaml(self, dataset: str) -> Optional[Path]:
         """The YAML that ``prepare`` wrote for ``dataset`` under the configured data_path, if any."""
         data_path = self.external_config_dict.get("data_path", self.internal_config_dict.get("data_path"))

@@ -41,3 +41,9 @@ def test_prepared_dataset_yaml_is_layered(recbole_workdir, tiny_dataset):
 def test_unknown_model_is_a_clear_error(recbole_workdir):
     with pytest.raises(UnknownModelError, match="Known models"):
         LLMHNIConfig(model="NoSuchModel", dataset="ml-100k")
+
+
+def test_api_key_is_masked_when_config_is_printed(recbole_workdir):
+    config = LLMHNIConfig(model="BPR", dataset="ml-100k", config_dict={"llmhni_api_key": "sk-secret-123"})
+    assert "sk-secret-123" not in str(config)
+    assert config["llmhni_api_key"] == "sk-secret-123"
