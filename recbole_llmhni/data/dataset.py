@@ -102,6 +102,19 @@ class LLMHNIDataset(Dataset):
                 f"{self.split_name or 'the unsplit dataset'}); call it on train_data.dataset."
             )
 
+    def denoised_graph(self, relevance=None, rater=None):
+        """G' of stages S4-S7 (``llmhni_denoise``), built or loaded from its cached artifacts.
+
+        The artifacts hold raw ids; the returned ``DenoisedGraph`` holds this dataset's internal
+        ids (``users`` / ``items``: the edges of G'). ``relevance``: s(u, i) for the semantic
+        rater, e.g. ``self.semantic_embeddings()``. Training split only; see
+        :mod:`recbole_llmhni.denoise.pipeline`.
+        """
+        self._require_train_split("denoised_graph()")
+        from recbole_llmhni.denoise.pipeline import build_denoised_graph
+
+        return build_denoised_graph(self.config, self, relevance=relevance, rater=rater)
+
     # ------------------------------------------------------------------ profiles
     def item_profiles(self) -> List[str]:
         """Profile text of every item, indexed by internal id (index 0, padding, is ``""``)."""
@@ -176,6 +189,19 @@ class LLMHNIDataset(Dataset):
             f"{composed} composed from side features and training history"
         )
         return texts
+
+    # ------------------------------------------------------------------ semantic relevance
+    def semantic_embeddings(self, aligned: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``(user [n_users, d], item [n_items, d])`` unit vectors whose inner product is s(u, i).
+
+        Stages S1 (encode profiles) and S2 (alignment, ``aligned``; default config
+        ``llmhni_use_alignment``) as cached artifacts keyed by raw ids, returned by internal id
+        (row 0, padding, is zero). Training split only; see :mod:`recbole_llmhni.semantic.store`.
+        """
+        self._require_train_split("semantic_embeddings()")
+        from recbole_llmhni.semantic.store import semantic_embeddings
+
+        return semantic_embeddings(self, aligned=aligned)
 
     def _training_history(self, max_items: int) -> Dict[int, List[int]]:
         """The first ``max_items`` training items of each user, in training-file order."""

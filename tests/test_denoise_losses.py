@@ -1,0 +1,103 @@
+"""S8 loss functions: L_de (cross_graph_infonce) and L_hal (view_contrast)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_llmhni.denoise.losses import cross_graph_infonce, info_nce, view_contrast
+
+LOSSES = [cross_graph_infonce, view_contrast]
+
+
+def _views(n_users=6, n_items=8, d=4, seed=0, requires_grad=True):
+    g = torch.Generator().manual_seed(seed)
+    make = lambda n: torch.randn(n, d, generator=g, dtype=torch.float64).requires_grad_(requires_grad)  # noqa: E731
+    return (make(n_users), make(n_items)), (make(n_users), make(n_items))
+
+
+def _reference_infonce(a, b, tau):
+    """Row-by-row loop of the documented formula."""
+    total = 0.0
+    for k in range(a.shape[0]):
+        sims = [F.cosine_similarity(a[k], b[m], dim=0) / tau for m in range(b.shape[0])]
+        total += -(sims[k] - torch.logsumexp(torch.stack(sims), dim=0))
+    return total / a.shape[0]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_matches_the_documented_formula_on_distinct_batch_nodes(loss):
+    h, h2 = _views()
+    users = torch.tensor([1, 3, 3, 0, 1])  # duplicates count once
+    items = torch.tensor([[2, 5], [5, 7], [0, 2], [7, 7], [2, 2]])
+    got = loss(h, h2, users, items, tau=0.3)
+    uu, ii = torch.tensor([0, 1, 3]), torch.tensor([0, 2, 5, 7])
+    expected = _reference_infonce(h[0][uu], h2[0][uu], 0.3) + _reference_infonce(h[1][ii], h2[1][ii], 0.3)
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_finite_and_differentiable_into_both_views(loss):
+    h, h2 = _views()
+    users, items = torch.tensor([0, 2, 4, 5]), torch.tensor([1, 3, 6, 7])
+    out = loss(h, h2, users, items, tau=0.2)
+    assert out.dim() == 0 and torch.isfinite(out)
+    out.backward()
+    for t in (*h, *h2):
+        assert t.grad is not None and torch.isfinite(t.grad).all()
+    # only the batch's rows get a gradient
+    assert h[0].grad[[1, 3]].abs().sum() == 0 and h[0].grad[[0, 2, 4, 5]].abs().sum() > 0
+    assert h2[1].grad[[0, 2, 4, 5]].abs().sum() == 0 and h2[1].grad[[1, 3, 6, 7]].abs().sum() > 0
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_gradcheck(loss):
+    h, h2 = _views(n_users=4, n_items=5, d=3)
+    users, items = torch.tensor([0, 1, 3]), torch.tensor([0, 2, 4])
+    assert torch.autograd.gradcheck(lambda a, b, c, d: loss((a, b), (c, d), users, items, 0.5), (*h, *h2))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_finite_on_degenerate_input(loss):
+    zeros = (torch.zeros(3, 4, requires_grad=True), torch.zeros(3, 4, requires_grad=True))
+    out = loss(zeros, zeros, torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), tau=0.05)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(zeros[0].grad).all()
+    # no information about each other: every cosine is 0, loss = log n per node type
+    assert out.item() == pytest.approx(2 * math.log(3))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_agreeing_views_are_near_zero_and_lower_than_disagreeing_ones(loss):
+    eye = torch.eye(6, dtype=torch.float64)
+    h = (eye[:5] * 3.0, eye * 2.0)
+    users, items = torch.arange(5), torch.arange(6)
+    agree = loss(h, (eye[:5].clone(), eye.clone()), users, items, tau=0.05)
+    assert agree.item() < 1e-6  # orthogonal nodes, matching views: positives dominate
+    shuffled = (eye[:5][[1, 2, 3, 4, 0]], eye[[5, 0, 1, 2, 3, 4]])
+    disagree = loss(h, shuffled, users, items, tau=0.05)
+    assert disagree.item() > 10.0
+    # with noisy views, agreement still gives the lower loss
+    a, b = _views(seed=1, requires_grad=False)
+    same = loss(a, a, users, torch.arange(8), 0.5)
+    other = loss(a, b, users, torch.arange(8), 0.5)
+    assert same < other
+
+
+def test_positive_is_the_same_node_in_the_other_view():
+    a = torch.eye(4)
+    # b's row k equals a's row perm[k]: the loss is minimal only for the identity perm
+    for perm, minimal in (([0, 1, 2, 3], True), ([1, 0, 2, 3], False)):
+        value = info_nce(a, a[perm], tau=0.1).item()
+        assert (value < 1e-3) is minimal
+
+
+def test_empty_batch_and_bad_arguments():
+    h, h2 = _views()
+    out = cross_graph_infonce(h, h2, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), 0.2)
+    assert out.item() == 0.0
+    out.backward()  # still a graph
+    with pytest.raises(ValueError, match="temperature"):
+        cross_graph_infonce(h, h2, torch.tensor([0]), torch.tensor([0]), 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        info_nce(torch.zeros(3, 2), torch.zeros(3, 4), 0.1)
