@@ -14,6 +14,7 @@ from typing import List, Optional
 # sub-command modules, in the order of the pipeline
 STAGE_MODULES = (
     "recbole_llmhni.cli.prepare",
+    "recbole_llmhni.cli.semantic",
     "recbole_llmhni.cli.llm",
 )
 

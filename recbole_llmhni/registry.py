@@ -18,6 +18,8 @@ __all__ = ["PLUGIN_MODELS", "UnknownModelError", "get_model", "is_plugin_model",
 PLUGIN_MODELS: Dict[str, str] = {
     "BackboneLightGCN": "recbole_llmhni.models.backbones",
     "BackboneNGCF": "recbole_llmhni.models.backbones",
+    "LLMHNI_LightGCN": "recbole_llmhni.models.llmhni",
+    "LLMHNI_NGCF": "recbole_llmhni.models.llmhni",
 }
 
 

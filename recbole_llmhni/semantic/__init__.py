@@ -1,0 +1,35 @@
+"""Semantic relevance of LLMHNI (stages S1-S3).
+
+* :mod:`~recbole_llmhni.semantic.alignment`: S2, the projection MLP trained by InfoNCE on
+  pseudo-labels from the training interactions.
+* :mod:`~recbole_llmhni.semantic.store`: S1 + S2 as one cached stage, keyed by raw ids,
+  loaded through :meth:`LLMHNIDataset.semantic_embeddings`.
+* :mod:`~recbole_llmhni.semantic.sampling`: S3, semantic-guided hard negatives inside the
+  training step, vectorised over the batch.
+* :mod:`~recbole_llmhni.semantic.check`: the alignment check (Recall@K of raw cosine,
+  popularity and aligned relevance on a held-out split).
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "AlignmentSettings": "recbole_llmhni.semantic.alignment",
+    "train_alignment": "recbole_llmhni.semantic.alignment",
+    "pseudo_labels": "recbole_llmhni.semantic.alignment",
+    "encode_profiles": "recbole_llmhni.semantic.store",
+    "aligned_embeddings": "recbole_llmhni.semantic.store",
+    "semantic_embeddings": "recbole_llmhni.semantic.store",
+    "NEG_MODES": "recbole_llmhni.semantic.sampling",
+    "TrainingPositives": "recbole_llmhni.semantic.sampling",
+    "draw_candidates": "recbole_llmhni.semantic.sampling",
+    "select_negatives": "recbole_llmhni.semantic.sampling",
+    "per_user_quantile": "recbole_llmhni.semantic.sampling",
+    "alignment_check": "recbole_llmhni.semantic.check",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'recbole_llmhni.semantic' has no attribute {name!r}")
