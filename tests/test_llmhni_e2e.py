@@ -28,6 +28,7 @@ def test_llmhni_models_train_on_ml100k_and_alignment_beats_raw_cosine(tmp_path):
         f"--llmhni_cache_dir={tmp_path / 'llm_cache'}",
         f"--llmhni_artifact_dir={tmp_path / 'artifacts'}",
         "--llmhni_align_epochs=2",
+        "--llmhni_pretrain_epochs=2",
     ]
     logs = {}
     for model in ("LLMHNI_LightGCN", "LLMHNI_NGCF"):
@@ -46,6 +47,8 @@ def test_llmhni_models_train_on_ml100k_and_alignment_beats_raw_cosine(tmp_path):
         assert 0.0 < recall < 1.0, (model, test_line)
         logs[model] = result.stdout + result.stderr
         assert "LLMHNI S3: mode=semantic" in logs[model]
+        for stage in ("S4 pretrain", "S5 candidates", "S6 rate", "S8: training on G'"):
+            assert stage in logs[model], (model, stage)
 
     assert "semantic S2: aligned embeddings computed" in logs["LLMHNI_LightGCN"]
     assert "semantic S2: aligned embeddings reused" in logs["LLMHNI_NGCF"]  # same inputs, same key

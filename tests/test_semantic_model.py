@@ -34,6 +34,7 @@ def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config
         "llmhni_precomputed_user_emb": str(paths["user"]),
         "llmhni_precomputed_item_emb": str(paths["item"]),
         "llmhni_align_epochs": 3,
+        "llmhni_denoise": False,  # S3 on its own; S4-S8 are tested in test_denoise_model.py
         "train_batch_size": 32,
     }
     config = LLMHNIConfig(model=model, dataset="tiny", config_dict={**base, **config_dict})
@@ -54,7 +55,7 @@ def test_models_are_registered_with_their_defaults():
     assert registry.get_model("LLMHNI_LightGCN") is LLMHNI_LightGCN
     assert registry.get_model("LLMHNI_NGCF") is LLMHNI_NGCF
     config = LLMHNIConfig(model="LLMHNI_NGCF", dataset="ml-100k", config_dict={})
-    assert config["llmhni_neg_mode"] == "semantic" and config["llmhni_denoise"] is False
+    assert config["llmhni_neg_mode"] == "semantic" and config["llmhni_denoise"] is True
     assert config["hidden_size_list"] == [64, 64, 64]  # the backbone's own defaults are layered too
     assert config["llmhni_align_top_n"] == 50
 
@@ -161,7 +162,6 @@ def test_thresholds_are_quantiles_of_each_users_training_relevance(recbole_workd
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"llmhni_denoise": True}, "llmhni_denoise"),
         ({"llmhni_neg_mode": "hard"}, "llmhni_neg_mode"),
         ({"llmhni_neg_topk": 0}, "llmhni_neg_topk"),
         ({"llmhni_fn_quantile": 1.5}, "llmhni_fn_quantile"),

@@ -1,7 +1,8 @@
 r"""LLMHNI on LightGCN and NGCF: the backbones trained with semantic-guided hard negatives (S3).
 
-``LLMHNI_LightGCN`` / ``LLMHNI_NGCF`` = :class:`LLMHNIMixin` + the plain backbone
-(:mod:`recbole_llmhni.models.backbones`). The mixin overrides one hook of
+``LLMHNI_LightGCN`` / ``LLMHNI_NGCF`` = :class:`~recbole_llmhni.models.denoising.DenoisingMixin`
+(S7-S8: :math:`G'`, :math:`\mathcal L_{de}`, :math:`\mathcal L_{hal}`) + :class:`LLMHNIMixin` (S3)
++ the plain backbone (:mod:`recbole_llmhni.models.backbones`). The S3 mixin overrides one hook of
 :class:`~recbole_llmhni.models.graph_recommender.GraphRecommender`,
 :meth:`~LLMHNIMixin.negative_items`; everything else (propagation, BPR + L2, ranking) is the
 backbone's. Per training step, for the batch rows :math:`(u, i^+)`:
@@ -40,11 +41,10 @@ negative easier, and that costs more than the relevance gains; dropping the cand
 relevant than 90% of the user's own items costs almost nothing.
 ``llmhni_use_alignment`` (``True``)
     ``False``: :math:`s` is the raw cosine of the text embeddings (ablation "w/o alignment").
-``llmhni_denoise`` (``False``)
-    Denoising (S4-S8) on or off. With it off the model trains on the training graph G only.
-    The denoising stages extend this class through the backbone's hooks
-    (:meth:`rec_adjacency` for :math:`G'`, :meth:`extra_losses` for :math:`\mathcal L_{de}`,
-    :math:`\mathcal L_{hal}`); until they are present, ``True`` is refused at construction.
+``llmhni_denoise`` (``True``)
+    Denoising (S4-S8, :class:`~recbole_llmhni.models.denoising.DenoisingMixin`): train and
+    rank on :math:`G'` with :math:`\mathcal L_{de}` and :math:`\mathcal L_{hal}`. ``False`` is
+    the ablation "w/o denoising": the model trains on the training graph G only.
 
 Randomness: candidates come from a private ``torch.Generator`` seeded with the config's
 ``seed``, so a run's negatives do not depend on how many other random draws happened before
@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 from recbole_llmhni.models.backbones import BackboneLightGCN, BackboneNGCF
+from recbole_llmhni.models.denoising import DenoisingMixin
 from recbole_llmhni.semantic.sampling import (
     NEG_MODES,
     TrainingPositives,
@@ -106,11 +107,6 @@ class LLMHNIMixin:
             )
         if not 0.0 <= self.fn_quantile <= 1.0:
             raise ValueError(f"llmhni_fn_quantile must be in [0, 1], got {self.fn_quantile}")
-        if self.denoise:
-            raise ValueError(
-                "llmhni_denoise=True: the denoising stages (S4-S8) are not part of this version; "
-                "set llmhni_denoise=False to train with semantic-guided negatives on G."
-            )
         neg_args = config["train_neg_sample_args"] or {}
         if self.neg_mode != "uniform" and neg_args.get("dynamic", False):
             raise ValueError(
@@ -126,6 +122,15 @@ class LLMHNIMixin:
 
         if self.neg_mode == "semantic":
             self.load_semantics(dataset)
+        self.init_denoising(config, dataset, relevance=self._rater_relevance(config, dataset))
+
+    def _rater_relevance(self, config, dataset):
+        """s(u, i) for S6's semantic stand-in rater: the vectors S3 uses when it has them."""
+        if not self.denoise or str(_get(config, "llmhni_rater", "semantic")) != "semantic":
+            return None
+        if hasattr(self, "semantic_user"):
+            return self.semantic_user.cpu().numpy(), self.semantic_item.cpu().numpy()
+        return dataset.semantic_embeddings(aligned=self.use_alignment)
 
     # ------------------------------------------------------------------ semantic relevance
     def load_semantics(self, dataset) -> None:
@@ -208,9 +213,9 @@ class LLMHNIMixin:
         return stats
 
 
-class LLMHNI_LightGCN(LLMHNIMixin, BackboneLightGCN):
+class LLMHNI_LightGCN(DenoisingMixin, LLMHNIMixin, BackboneLightGCN):
     """LLMHNI with the LightGCN backbone (see the module docstring)."""
 
 
-class LLMHNI_NGCF(LLMHNIMixin, BackboneNGCF):
+class LLMHNI_NGCF(DenoisingMixin, LLMHNIMixin, BackboneNGCF):
     """LLMHNI with the NGCF backbone (see the module docstring)."""

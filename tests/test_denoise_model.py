@@ -1,0 +1,121 @@
+"""S8 inside LLMHNI_LightGCN / LLMHNI_NGCF: G', L_de, L_hal, redrawn views and the ablation switches."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from recbole.data import data_preparation
+from recbole.utils import init_seed
+
+from recbole_llmhni.config import LLMHNIConfig
+from recbole_llmhni.data.dataset import LLMHNIDataset
+
+ALL_LOW = {"llmhni_semantic_high": 3.0, "llmhni_semantic_low": 2.0}  # every view Low: candidates noisy
+ALL_HIGH = {"llmhni_semantic_high": -3.0, "llmhni_semantic_low": -3.5}  # every view High: candidates hard
+
+
+def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config_dict):
+    rng = np.random.default_rng(0)
+    vectors = {}
+    for kind, ids in (("user", tiny_dataset["users"]), ("item", tiny_dataset["items"])):
+        vectors[kind] = workdir / f"{kind}_emb.npz"
+        np.savez(vectors[kind], ids=np.asarray(ids), embeddings=rng.normal(size=(len(ids), 12)).astype(np.float32))
+    base = {
+        "data_path": tiny_dataset["data_path"],
+        "show_progress": False,
+        "llmhni_artifact_dir": str(workdir / "artifacts"),
+        "llmhni_cache_dir": str(workdir / "llm_cache"),
+        "llmhni_encoder": "precomputed",
+        "llmhni_precomputed_user_emb": str(vectors["user"]),
+        "llmhni_precomputed_item_emb": str(vectors["item"]),
+        "llmhni_align_epochs": 2,
+        "llmhni_pretrain_epochs": 2,
+        "train_batch_size": 64,
+    }
+    config = LLMHNIConfig(model=model, dataset="tiny", config_dict={**base, **config_dict})
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, _, _ = data_preparation(config, LLMHNIDataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    return train_data, config.model_class(config, train_data._dataset)
+
+
+def _edges(net, users_attr, items_attr):
+    return set(zip(getattr(net, users_attr).tolist(), getattr(net, items_attr).tolist()))
+
+
+@pytest.mark.parametrize("model", ["LLMHNI_LightGCN", "LLMHNI_NGCF"])
+def test_full_objective_has_three_finite_differentiable_terms(recbole_workdir, tiny_dataset, model):
+    train_data, net = _build(recbole_workdir, tiny_dataset, model, **ALL_LOW)
+    net.train()
+    batch = next(iter(train_data))
+    terms = net.calculate_loss(batch)
+    assert isinstance(terms, tuple) and len(terms) == 3  # L_rec, lambda1 * L_de, lambda2 * L_hal
+    total = sum(t.sum() for t in terms)
+    assert all(torch.isfinite(t).all() for t in terms)
+    total.backward()
+    assert net.user_embedding.weight.grad is not None and net.user_embedding.weight.grad.abs().sum() > 0
+    assert net.rec_adjacency() is net.norm_adj_prime  # ranking and L_rec use G'
+
+
+def test_noisy_positives_leave_g_prime_and_the_ranking_loss(recbole_workdir, tiny_dataset):
+    # uniform negatives: the batch carries them, so the two losses below see the same negatives
+    train_data, net = _build(
+        recbole_workdir, tiny_dataset, llmhni_lambda1=0.0, llmhni_lambda2=0.0, llmhni_neg_mode="uniform", **ALL_LOW
+    )
+    graph = net.denoised_graph
+    g, g_prime = _edges(net, "train_users", "train_items"), _edges(net, "prime_users", "prime_items")
+    removed = set(zip(graph.removed.users.tolist(), graph.removed.items.tolist())) if hasattr(graph.removed, "users") else None
+    assert len(graph.added) == 0 and len(graph.removed) > 0
+    assert g_prime < g and len(g - g_prime) == len(graph.removed)
+    if removed is not None:
+        assert g - g_prime == removed
+    # a batch with removed pairs gives the loss of the same batch without them
+    batch = next(iter(train_data))
+    is_removed = graph.is_removed(batch["user_id"], batch["item_id"])
+    assert is_removed.any() and not is_removed.all()
+    kept = batch[torch.nonzero(~is_removed).squeeze(1)]
+    net.eval()  # no dropout, so the two losses are comparable
+    assert torch.allclose(net.calculate_loss(batch), net.calculate_loss(kept))
+
+
+def test_hard_negatives_join_g_prime(recbole_workdir, tiny_dataset):
+    _, net = _build(recbole_workdir, tiny_dataset, **ALL_HIGH)
+    graph = net.denoised_graph
+    g, g_prime = _edges(net, "train_users", "train_items"), _edges(net, "prime_users", "prime_items")
+    assert len(graph.removed) == 0 and len(graph.added) > 0
+    assert g < g_prime and len(g_prime - g) == len(graph.added)
+
+
+def test_edge_drop_views_are_redrawn_every_epoch(recbole_workdir, tiny_dataset):
+    _, net = _build(recbole_workdir, tiny_dataset, llmhni_edge_drop_rate=0.3, **ALL_LOW)
+    net.train()
+    first = [v.to_dense() for v in net._views]
+    net.train()
+    second = [v.to_dense() for v in net._views]
+    assert not torch.equal(first[0], second[0]) and not torch.equal(first[1], second[1])
+    assert net._views[0]._nnz() < net.norm_adj._nnz()
+
+
+@pytest.mark.parametrize(
+    "switches, n_terms",
+    [
+        ({"llmhni_lambda1": 0.0}, 2),  # w/o L_de
+        ({"llmhni_lambda2": 0.0}, 2),  # w/o L_hal
+        ({"llmhni_lambda1": 0.0, "llmhni_lambda2": 0.0}, 1),
+    ],
+)
+def test_each_ablation_removes_exactly_its_term(recbole_workdir, tiny_dataset, switches, n_terms):
+    train_data, net = _build(recbole_workdir, tiny_dataset, **ALL_LOW, **switches)
+    net.train()
+    loss = net.calculate_loss(next(iter(train_data)))
+    assert (len(loss) if isinstance(loss, tuple) else 1) == n_terms
+    assert net.denoised_graph is not None
+
+
+def test_without_denoising_nothing_is_built_and_g_is_used(recbole_workdir, tiny_dataset):
+    train_data, net = _build(recbole_workdir, tiny_dataset, llmhni_denoise=False, **ALL_LOW)
+    assert net.denoised_graph is None and net.rec_adjacency() is net.norm_adj
+    net.train()
+    assert isinstance(net.calculate_loss(next(iter(train_data))), torch.Tensor)
+    artifacts = recbole_workdir / "artifacts" / "tiny"
+    assert not (artifacts / "pretrain").exists() and not (artifacts / "ratings").exists()
