@@ -119,3 +119,31 @@ def test_without_denoising_nothing_is_built_and_g_is_used(recbole_workdir, tiny_
     assert isinstance(net.calculate_loss(next(iter(train_data))), torch.Tensor)
     artifacts = recbole_workdir / "artifacts" / "tiny"
     assert not (artifacts / "pretrain").exists() and not (artifacts / "ratings").exists()
+
+
+def test_llmhni_trains_with_the_openai_rater_against_a_loopback_server(recbole_workdir, tiny_dataset, monkeypatch):
+    """The whole model, S1-S8, with S6 asked of an OpenAI-compatible server on 127.0.0.1:
+    G' follows the server's answers, and a second construction asks the server nothing."""
+    from fake_openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-loopback")
+    with FakeOpenAIServer() as server:
+        config = {
+            "llmhni_rater": "openai",
+            "llmhni_api_base_url": server.base_url,
+            "llmhni_max_retries": 0,
+            "llmhni_cand_max_pairs": 30,
+        }
+        train_data, net = _build(recbole_workdir, tiny_dataset, **config)
+        asked = server.count()
+        assert asked > 0
+        graph = net.denoised_graph
+        assert len(graph.added) + len(graph.removed) > 0  # the server's labels changed the graph
+        net.train()
+        terms = net.calculate_loss(next(iter(train_data)))
+        assert len(terms) == 3 and all(torch.isfinite(t).all() for t in terms)
+        sum(t.sum() for t in terms).backward()
+
+        _, again = _build(recbole_workdir, tiny_dataset, **config)
+        assert server.count() == asked  # ratings reused: nothing asked twice
+        assert _edges(again, "prime_users", "prime_items") == _edges(net, "prime_users", "prime_items")
