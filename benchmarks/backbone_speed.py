@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO))
 
 import recbole_llmhni  # noqa: E402,F401  (compat shims first)
 
+from _rng import rng_state, set_rng_state  # benchmarks/_rng.py
+
 DEFAULT_MODELS = [
     "LightGCN",
     "BackboneLightGCN:coo",
@@ -89,29 +91,6 @@ def _setup(spec: str, use_gpu: bool):
     return {"spec": spec, "trainer": trainer, "train": train_data, "valid": valid_data, "epochs": []}
 
 
-def _rng_state():
-    import random
-
-    import numpy as np
-    import torch
-
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
-    if state[3] is not None:
-        torch.cuda.set_rng_state_all(state[3])
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -126,15 +105,15 @@ def main(argv=None) -> None:
     runs = []
     for spec in args.models:
         runs.append(_setup(spec, args.gpu))
-        runs[-1]["rng"] = _rng_state()
+        runs[-1]["rng"] = rng_state()
     for epoch in range(args.epochs):
         for run in runs:
-            _set_rng_state(run["rng"])  # each model draws the stream it would draw alone
+            set_rng_state(run["rng"])  # each model draws the stream it would draw alone
             run["trainer"].model.train()
             start = time.perf_counter()
             run["trainer"]._train_epoch(run["train"], epoch, show_progress=False)
             run["epochs"].append(time.perf_counter() - start)
-            run["rng"] = _rng_state()
+            run["rng"] = rng_state()
     for run in runs:
         start = time.perf_counter()
         result = run["trainer"].evaluate(run["valid"], load_best_model=False, show_progress=False)

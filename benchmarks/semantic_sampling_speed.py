@@ -41,6 +41,8 @@ sys.path.insert(0, str(REPO))
 
 import recbole_llmhni  # noqa: E402,F401  (compat shims first)
 
+from _rng import rng_state, set_rng_state  # benchmarks/_rng.py
+
 DEFAULT_SRC = REPO.parent / "shared" / "data" / "rlmrec-amazon-book"
 
 
@@ -99,29 +101,6 @@ def _setup(label: str, model: str, extra: dict, common: dict, use_gpu: bool) -> 
     }
 
 
-def _rng_state():
-    import random
-
-    import numpy as np
-    import torch
-
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
-    if state[3] is not None:
-        torch.cuda.set_rng_state_all(state[3])
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="RLMRec amazon-book folder")
@@ -160,17 +139,17 @@ def main(argv=None) -> int:
     for label, model, extra in variants(args.candidates, args.topk):
         print(f"building {label} ...", file=sys.stderr, flush=True)
         runs.append(_setup(label, model, extra, common, args.gpu))
-        runs[-1]["rng"] = _rng_state()
+        runs[-1]["rng"] = rng_state()
     for epoch in range(args.epochs + 1):
         for run in runs:
-            _set_rng_state(run["rng"])
+            set_rng_state(run["rng"])
             run["trainer"].model.train()
             start = time.perf_counter()
             loss = run["trainer"]._train_epoch(run["train"], epoch, show_progress=False)
             if epoch > 0:
                 run["epochs"].append(time.perf_counter() - start)
             run["losses"].append(float(loss if not isinstance(loss, tuple) else sum(loss)))
-            run["rng"] = _rng_state()
+            run["rng"] = rng_state()
 
     base, base_min = statistics.median(runs[0]["epochs"]), min(runs[0]["epochs"])
     plugin_uniform, plugin_uniform_min = statistics.median(runs[2]["epochs"]), min(runs[2]["epochs"])
