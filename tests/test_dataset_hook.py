@@ -1,5 +1,4 @@
 """The dataset hook: raw-id mapping of profiles, training-only edges and composed profiles."""
-import numpy as np
 import pytest
 
 from recbole_llmhni.config import LLMHNIConfig

@@ -7,11 +7,11 @@ Step messages and progress bars go to stderr, the summary to stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, List
+from typing import TYPE_CHECKING, List
+
+from recbole_llmhni.cli._logging import stderr_logging
 
 if TYPE_CHECKING:  # the converter (numpy, scipy) is imported only when the command runs
     from recbole_llmhni.prepare.rlmrec import PreparedDataset
@@ -64,24 +64,6 @@ class _StepFormatter(logging.Formatter):
         return message
 
 
-@contextlib.contextmanager
-def _stderr_logging(quiet: bool) -> Iterator[None]:
-    """Route the converter's log records to stderr for the duration of one command."""
-    log = logging.getLogger(_LOGGER_NAME)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_StepFormatter())
-    saved = (log.level, log.propagate)
-    log.addHandler(handler)
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(saved[0])
-        log.propagate = saved[1]
-
-
 def _int(n: int) -> str:
     return f"{n:,}"
 
@@ -123,7 +105,7 @@ def run_rlmrec(args: argparse.Namespace) -> int:
     """Run ``prepare rlmrec``; input errors propagate to the dispatcher (``error: ...``, exit 2)."""
     from recbole_llmhni.prepare.rlmrec import prepare_rlmrec
 
-    with _stderr_logging(args.quiet):
+    with stderr_logging(_LOGGER_NAME, args.quiet, _StepFormatter()):
         summary = prepare_rlmrec(args.src, args.dataset, args.out, progress=not args.quiet)
     print(format_summary(summary, args.out))
     return 0

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 from typing import Any, Dict, Iterator, List
 
 import yaml
+
+from recbole_llmhni.cli._logging import stderr_logging
 
 __all__ = ["register", "run_align_check", "parse_overrides"]
 
@@ -68,23 +69,6 @@ def _isolated_argv() -> Iterator[None]:
         sys.argv = saved
 
 
-@contextlib.contextmanager
-def _stderr_logging(quiet: bool) -> Iterator[None]:
-    log = logging.getLogger("recbole_llmhni")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    saved = (log.level, log.propagate)
-    log.addHandler(handler)
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(saved[0])
-        log.propagate = saved[1]
-
-
 def run_align_check(args: argparse.Namespace) -> int:
     """Run ``align-check``; bad input propagates to the dispatcher (``error: ...``, exit 2)."""
     from recbole_llmhni.semantic.check import alignment_check, format_check
@@ -94,7 +78,7 @@ def run_align_check(args: argparse.Namespace) -> int:
         config_dict["data_path"] = args.data_path
     config_dict.setdefault("show_progress", not args.quiet)
     config_files = args.config_files.split() if args.config_files else None
-    with _isolated_argv(), _stderr_logging(args.quiet):
+    with _isolated_argv(), stderr_logging("recbole_llmhni", args.quiet):
         result = alignment_check(
             model=args.model,
             dataset=args.dataset,
