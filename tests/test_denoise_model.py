@@ -30,6 +30,8 @@ def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config
         "llmhni_precomputed_item_emb": str(vectors["item"]),
         "llmhni_align_epochs": 2,
         "llmhni_pretrain_epochs": 2,
+        "llmhni_lambda1": 0.1,  # the shipped defaults are 0 (README); these tests switch both terms on
+        "llmhni_lambda2": 0.1,
         "train_batch_size": 64,
     }
     config = LLMHNIConfig(model=model, dataset="tiny", config_dict={**base, **config_dict})
