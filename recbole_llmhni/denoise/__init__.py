@@ -10,7 +10,7 @@
 
 Submodules load on first attribute access.
 """
-from importlib import import_module
+from recbole_llmhni._lazy import lazy_getattr
 
 _EXPORTS = {
     "build_denoised_graph": "recbole_llmhni.denoise.pipeline",
@@ -31,7 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'recbole_llmhni.denoise' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

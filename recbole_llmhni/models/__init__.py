@@ -1,5 +1,5 @@
 """Models of recbole-llmhni. Submodules load on first attribute access (no torch at import)."""
-from importlib import import_module
+from recbole_llmhni._lazy import lazy_getattr
 
 _EXPORTS = {
     "GraphRecommender": "recbole_llmhni.models.graph_recommender",
@@ -14,7 +14,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'recbole_llmhni.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

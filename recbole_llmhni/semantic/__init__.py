@@ -9,7 +9,7 @@
 * :mod:`~recbole_llmhni.semantic.check`: the alignment check (Recall@K of raw cosine,
   popularity and aligned relevance on a held-out split).
 """
-from importlib import import_module
+from recbole_llmhni._lazy import lazy_getattr
 
 _EXPORTS = {
     "AlignmentSettings": "recbole_llmhni.semantic.alignment",
@@ -29,7 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'recbole_llmhni.semantic' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
