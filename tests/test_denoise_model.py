@@ -149,3 +149,23 @@ def test_llmhni_trains_with_the_openai_rater_against_a_loopback_server(recbole_w
         _, again = _build(recbole_workdir, tiny_dataset, **config)
         assert server.count() == asked  # ratings reused: nothing asked twice
         assert _edges(again, "prime_users", "prime_items") == _edges(net, "prime_users", "prime_items")
+
+
+@pytest.mark.parametrize("model", ["LLMHNI_LightGCN", "LLMHNI_NGCF"])
+def test_warm_start_copies_rec_pre_into_the_model(recbole_workdir, tiny_dataset, model):
+    _, cold = _build(recbole_workdir, tiny_dataset, model)
+    train_data, warm = _build(recbole_workdir, tiny_dataset, model, llmhni_warm_start=True)
+    rec_pre = train_data._dataset.rec_pre()  # the artifact the first build wrote, reloaded
+    for name, p in rec_pre.named_parameters():
+        assert torch.equal(dict(warm.named_parameters())[name].detach(), p.detach()), name
+    assert not torch.equal(cold.user_embedding.weight, warm.user_embedding.weight)
+
+
+def test_warm_start_from_another_backbone_is_refused(recbole_workdir, tiny_dataset):
+    _, net = _build(recbole_workdir, tiny_dataset, "LLMHNI_LightGCN")
+    other = torch.nn.Module()
+    other.user_embedding = torch.nn.Embedding(3, 5)  # not this model's shape
+    before = net.user_embedding.weight.detach().clone()
+    with pytest.raises(ValueError, match="llmhni_pretrain_backbone"):
+        net.load_backbone_weights(other)
+    assert torch.equal(net.user_embedding.weight, before)  # nothing copied

@@ -115,6 +115,16 @@ class LLMHNIDataset(Dataset):
 
         return build_denoised_graph(self.config, self, relevance=relevance, rater=rater)
 
+    def rec_pre(self):
+        """S4's ``Rec_pre`` on this training split (eval mode), loaded from its artifact or trained.
+
+        The model a ``llmhni_warm_start`` run starts from; see :mod:`recbole_llmhni.denoise.pretrain`.
+        """
+        self._require_train_split("rec_pre()")
+        from recbole_llmhni.denoise.pipeline import DenoisePipeline
+
+        return DenoisePipeline(self.config, self).rec_pre()
+
     # ------------------------------------------------------------------ profiles
     def item_profiles(self) -> List[str]:
         """Profile text of every item, indexed by internal id (index 0, padding, is ``""``)."""

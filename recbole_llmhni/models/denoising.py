@@ -35,6 +35,10 @@ Config keys (defaults in ``properties/overall.yaml``):
     InfoNCE temperature :math:`\tau` of both terms.
 ``llmhni_edge_drop_rate``
     :math:`\rho`, the edge-drop rate of the two views of :math:`\mathcal L_{hal}`.
+``llmhni_warm_start``
+    start training from S4's ``Rec_pre`` (the same backbone trained on :math:`G` with plain
+    BPR) instead of a fresh initialisation: every parameter of the backbone is copied. Needs
+    ``llmhni_pretrain_backbone`` to be the model's own backbone (its default).
 """
 from __future__ import annotations
 
@@ -68,6 +72,9 @@ class DenoisingMixin:
         self._views: Optional[Tuple[Tensor, Tensor]] = None
         self._view_generator = torch.Generator(device=self.device)
         self._view_generator.manual_seed(int(config["seed"] or 0) + 1)
+        self.warm_start: bool = bool(config["llmhni_warm_start"])
+        if self.warm_start:
+            self.load_backbone_weights(dataset.rec_pre())
         if not self.denoise:
             return
         graph = dataset.denoised_graph(relevance=relevance)
@@ -82,6 +89,26 @@ class DenoisingMixin:
             f"-{len(graph.removed)} noisy); lambda1={self.lambda1}, lambda2={self.lambda2}, "
             f"tau={self.cl_temperature}, edge drop={self.edge_drop_rate}"
         )
+
+    def load_backbone_weights(self, rec_pre: torch.nn.Module) -> None:
+        """Copy every parameter of ``rec_pre`` (S4's backbone) into this model (warm start).
+
+        Raises ``ValueError`` when ``rec_pre`` is another backbone (a parameter missing here,
+        or of another shape): set ``llmhni_pretrain_backbone`` to this model's backbone.
+        """
+        own = dict(self.named_parameters())
+        mismatched = [name for name, p in rec_pre.named_parameters()
+                      if name not in own or own[name].shape != p.shape]
+        if mismatched:
+            raise ValueError(
+                f"llmhni_warm_start: Rec_pre ({type(rec_pre).__name__}) does not fit "
+                f"{type(self).__name__} (parameters {mismatched[:3]}); set llmhni_pretrain_backbone "
+                "to the model's own backbone (or leave it empty), or llmhni_warm_start: False."
+            )
+        with torch.no_grad():
+            for name, p in rec_pre.named_parameters():
+                own[name].copy_(p.detach().to(own[name].device))
+        getLogger().info(f"S8: warm start from Rec_pre ({sum(1 for _ in rec_pre.parameters())} parameter tensors of {type(rec_pre).__name__} copied)")
 
     # ------------------------------------------------------------------ hooks
     def rec_adjacency(self) -> Tensor:
