@@ -11,11 +11,12 @@ Suites (``--suite``):
 
 ``models``     BPR, LightGCN, NGCF, LightGCN + RecBole's dynamic hard negatives (DNS),
                LLMHNI_LightGCN, LLMHNI_NGCF                       (per ``--datasets``)
-``noise``      LightGCN and LLMHNI_LightGCN with 0, 5, 10, 20% injected noise
-``ablation``   LLMHNI_LightGCN: full, w/o semantic sampling, w/o alignment, w/o denoising,
-               w/o L_hal (the latter with the S8 weights on, see the README)
+``noise``      LightGCN and LLMHNI_LightGCN with 5, 10, 20% injected noise (0%: the
+               ``models`` rows, which the report shows in the noise table too)
+``ablation``   LLMHNI_LightGCN w/o semantic sampling, w/o alignment, w/o denoising, with the
+               S8 weights on and w/o L_hal (the full model: the ``models`` row)
 ``s8``         LLMHNI_LightGCN with the S8 weights lambda1 = lambda2 in {0.1, 0.01},
-               from scratch and warm-started from Rec_pre
+               from scratch and warm-started from Rec_pre (lambda = 0: the ``models`` row)
 ``speed``      plain backbones next to their LLMHNI models, a fixed number of epochs, run
                one at a time with fresh artifacts: seconds per epoch, stage times, peak RSS
 
@@ -92,12 +93,11 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
                 Job(suite, "BPR", "BPR", ds),
             ]
         elif suite == "noise":
-            for ratio in NOISE_RATIOS:
+            for ratio in NOISE_RATIOS[1:]:  # 0%: the models suite's rows
                 for model in ("LLMHNI_LightGCN", "LightGCN"):
                     jobs.append(Job(suite, f"{model} noise={ratio:g}", model, ds, {"llmhni_noise_ratio": ratio}))
         elif suite == "ablation":
             jobs += [
-                Job(suite, "full", "LLMHNI_LightGCN", ds),
                 Job(suite, "w/o semantic sampling", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "uniform"}),
                 Job(suite, "w/o alignment", "LLMHNI_LightGCN", ds, {"llmhni_use_alignment": False}),
                 Job(suite, "w/o denoising", "LLMHNI_LightGCN", ds, {"llmhni_denoise": False}),
@@ -457,10 +457,17 @@ def report(args: argparse.Namespace) -> int:
     by_key: Dict[tuple, List[Dict[str, Any]]] = {}
     for r in records:
         by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
+    borrowed = {"noise": {"LLMHNI_LightGCN": "LLMHNI_LightGCN noise=0", "LightGCN": "LightGCN noise=0"},
+                "ablation": {"LLMHNI_LightGCN": "full (models row)"},
+                "s8": {"LLMHNI_LightGCN": "lambda=0 (models row)"}}
+    for (suite, dataset), rows in by_key.items():
+        for r in by_key.get(("models", dataset), []):
+            if suite in borrowed and r["label"] in borrowed[suite]:
+                rows.insert(0, {**r, "label": borrowed[suite][r["label"]]})
     order = {"models": 0, "noise": 1, "ablation": 2, "s8": 3, "speed": 4}
     for (suite, dataset), rows in sorted(by_key.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
         job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
-        rows.sort(key=lambda r: job_order.get(r["label"], 99))
+        rows.sort(key=lambda r: job_order.get(r["label"], -1))
         lines += [f"## {suite}: {dataset}", ""]
         machines = sorted({_machine_str(r.get("machine") or {}) for r in rows})
         lines += [f"Machine: {m}." for m in machines]
