@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
@@ -263,6 +265,8 @@ def command_line(args: argparse.Namespace, job: Job) -> str:
         parts.append(f"--time-budget {args.time_budget:g}")
     if args.device:
         parts.append(f"--device {args.device}")
+    for item in args.set or []:
+        parts.append(f"--set {item}")
     return " ".join(parts)
 
 
@@ -272,10 +276,16 @@ def run_suite(args: argparse.Namespace) -> int:
     jobs = [j for suite in args.suite for j in suite_jobs(suite, datasets, args.speed_epochs)]
     if args.only:
         jobs = [j for j in jobs if j.label in args.only]
+    if args.skip:
+        jobs = [j for j in jobs if j.label not in args.skip]
     todo = [j for j in jobs if args.force or not j.result_path(results).exists()]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
           f"({args.workers} at a time)", flush=True)
     info = machine()
+    extra: Dict[str, Any] = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        extra[key] = yaml.safe_load(value)
     data_path = Path(args.data_path).resolve()
     cache_dir = Path(args.cache_dir).resolve()
     deadline = time.time() + args.deadline if args.deadline else None
@@ -302,6 +312,7 @@ def run_suite(args: argparse.Namespace) -> int:
             params["device"] = args.device
             params["use_gpu"] = args.device != "cpu"
         params.update(job.params)
+        params.update(extra)
         out = job.result_path(results)
         out.parent.mkdir(parents=True, exist_ok=True)
         spec = {"model": job.model, "dataset": job.dataset, "params": params, "out": str(out),
@@ -513,6 +524,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--suite", nargs="+", required=True, choices=["models", "noise", "ablation", "s8", "speed"])
     p.add_argument("--datasets", nargs="+", default=["ml-100k"])
     p.add_argument("--only", nargs="+", default=None, help="run only the jobs with these labels")
+    p.add_argument("--skip", nargs="+", default=None, help="leave out the jobs with these labels")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a config key for every job (YAML value)")
     p.add_argument("--workers", type=int, default=1, help="jobs in parallel (speed: always 1)")
     p.add_argument("--epochs", type=int, default=None, help="cap on training epochs (RecBole's default: 300)")
     p.add_argument("--speed-epochs", type=int, default=5, help="epochs of each speed-suite job")
