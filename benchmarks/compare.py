@@ -134,7 +134,7 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
 _EPOCH_TRAIN = re.compile(r"epoch (\d+) training \[time: ([\d.]+)s")
 _EPOCH_EVAL = re.compile(r"epoch (\d+) evaluating \[time: ([\d.]+)s")
 _STAGE = re.compile(r"(S\d(?:-S\d)? [a-z ]+?)(?: \w+)?: (computed|reused)(?: in ([\d.]+) s| \S+ \(([\d.]+) s\))")
-_SEMANTIC = re.compile(r"semantic (S[12]): (.*?) in ([\d.]+) s")
+_SEMANTIC = re.compile(r"semantic (S[12]): (.*?)(?: in ([\d.]+) s| \(([\d.]+) s\))")
 
 
 def parse_log(text: str) -> Dict[str, Any]:
@@ -144,7 +144,7 @@ def parse_log(text: str) -> Dict[str, Any]:
     stages: Dict[str, Dict[str, Any]] = {}
     for m in _SEMANTIC.finditer(text):
         how = "reused" if re.search(r"reused|loaded|cached", m.group(2)) else "computed"
-        stages[{"S1": "S1 encode", "S2": "S2 align"}[m.group(1)]] = {"how": how, "seconds": float(m.group(3))}
+        stages[{"S1": "S1 encode", "S2": "S2 align"}[m.group(1)]] = {"how": how, "seconds": float(m.group(3) or m.group(4))}
     for m in _STAGE.finditer(text):
         seconds = m.group(3) or m.group(4)
         stages[m.group(1).strip()] = {"how": m.group(2), "seconds": float(seconds)}
