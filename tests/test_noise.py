@@ -53,3 +53,17 @@ def test_dataset_injects_into_train_only_and_saves_raw_ids(recbole_workdir, tiny
     train_pairs = set(zip(*[full.id2token(f, a) for f, a in zip(("user_id", "item_id"), train.train_edges())]))
     assert train_pairs == set(splits["train"]) | injected
     assert "noise" in str(train.injected_pairs_file) and "tiny" in str(train.injected_pairs_file)
+
+
+def test_concurrent_writers_of_one_noise_file_all_succeed(tmp_path):
+    # two runs injecting the same ratio write the same file at once (seen on a GPU box)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recbole_llmhni.data.noise import read_pairs, write_pairs
+
+    path = tmp_path / "noise" / "injected_ratio0.2_seed2020.tsv"
+    users, items = [str(u) for u in range(2000)], [str(u + 7) for u in range(2000)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: write_pairs(path, users, items), range(32)))
+    assert read_pairs(path) == (users, items)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left

@@ -9,6 +9,8 @@ later identification report can score the "noisy" label against them.
 """
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Tuple, Union
 
@@ -74,10 +76,14 @@ def sample_noise_pairs(
 
 
 def write_pairs(path: Union[str, Path], users, items, header: Tuple[str, str] = ("user_id", "item_id")) -> Path:
-    """Write raw-id pairs as a two-column TSV with a header."""
+    """Write raw-id pairs as a two-column TSV with a header.
+
+    Atomic, also against another process writing the same file (two runs on one dataset
+    and noise ratio): each writer fills its own temporary file, then renames it into place.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         fh.write("\t".join(header) + "\n")
         for user, item in zip(users, items):
