@@ -370,8 +370,8 @@ def run_suite(args: argparse.Namespace) -> int:
 def load_results(results: Path) -> List[Dict[str, Any]]:
     records = []
     for path in sorted(results.glob("*/*/*.json")):
-        if path.parent.parent.name.startswith("_"):
-            continue
+        if path.parent.parent.name.startswith("_") or path.name.endswith((".progress.json", ".child.json")):
+            continue  # a job's working folder, or a job still running
         records.append(json.loads(path.read_text()))
     return records
 
