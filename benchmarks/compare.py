@@ -134,6 +134,7 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
 _EPOCH_TRAIN = re.compile(r"epoch (\d+) training \[time: ([\d.]+)s")
 _EPOCH_EVAL = re.compile(r"epoch (\d+) evaluating \[time: ([\d.]+)s")
 _STAGE = re.compile(r"(S\d(?:-S\d)? [a-z ]+?)(?: \w+)?: (computed|reused)(?: in ([\d.]+) s| \S+ \(([\d.]+) s\))")
+_IDENT = re.compile(r"precision / recall / F1\s+([\d.]+) / ([\d.]+) / ([\d.]+)")
 _SEMANTIC = re.compile(r"semantic (S[12]): (.*?)(?: in ([\d.]+) s| \(([\d.]+) s\))")
 
 
@@ -148,7 +149,12 @@ def parse_log(text: str) -> Dict[str, Any]:
     for m in _STAGE.finditer(text):
         seconds = m.group(3) or m.group(4)
         stages[m.group(1).strip()] = {"how": m.group(2), "seconds": float(seconds)}
-    return {"train_epoch_seconds": train, "eval_seconds": evals, "stages": stages}
+    parsed: Dict[str, Any] = {"train_epoch_seconds": train, "eval_seconds": evals, "stages": stages}
+    ident = _IDENT.search(text)
+    if ident:
+        parsed["identification"] = {"precision": float(ident.group(1)), "recall": float(ident.group(2)),
+                                    "f1": float(ident.group(3))}
+    return parsed
 
 
 def machine() -> Dict[str, Any]:
@@ -386,7 +392,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def _machine_str(m: Dict[str, Any]) -> str:
     where = m.get("gpu") or f"CPU ({m.get('cpu_count')} cores, {m.get('omp_threads')} torch threads)"
-    return f"{where}; torch {m.get('torch')}, RecBole {m.get('recbole')}, commit {m.get('commit')}"
+    return f"{where}; Python {m.get('python')}, torch {m.get('torch')}, RecBole {m.get('recbole')}"
 
 
 def _sec_per_epoch(r: Dict[str, Any]) -> Optional[float]:
@@ -412,8 +418,10 @@ def _table(rows: List[Dict[str, Any]], extra_cols: List[tuple]) -> List[str]:
 
 
 def _ident(r: Dict[str, Any], key: str) -> str:
-    rep = r.get("identification") or {}
-    return _fmt(rep.get(key), 3) if rep else "-"
+    """Identification precision / recall of S6's noisy label (from the result, else the run's log)."""
+    rep = ((r.get("identification") or {}).get("identification")
+           or (r.get("log") or {}).get("identification") or {})
+    return _fmt(rep.get(key), 3) if key in rep else "-"
 
 
 def _bar_chart(rows: List[Dict[str, Any]], title: str, path: Path) -> None:
@@ -496,7 +504,15 @@ def report(args: argparse.Namespace) -> int:
             extra = [("ident. precision", lambda r: _ident(r, "precision")),
                      ("ident. recall", lambda r: _ident(r, "recall"))]
         if suite == "speed":
-            extra = [("setup (S1-S7)", lambda r: f"{r.get('setup_seconds', 0):.1f} s"),
+            backbone_epoch = {r["model"]: _sec_per_epoch(r) for r in rows if r["model"].startswith("Backbone")}
+
+            def over_backbone(r: Dict[str, Any]) -> str:
+                base = backbone_epoch.get(r["model"].replace("LLMHNI_", "Backbone"))
+                mine = _sec_per_epoch(r)
+                return f"{mine / base:.2f}x" if base and mine and r["model"].startswith("LLMHNI_") else "-"
+
+            extra = [("epoch vs backbone", over_backbone),
+                     ("setup (S1-S7)", lambda r: f"{r.get('setup_seconds', 0):.1f} s"),
                      ("stages", lambda r: ", ".join(f"{k} {v['seconds']:.1f} s"
                                                     for k, v in ((r.get('log') or {}).get('stages') or {}).items()) or "-")]
         lines += _table(rows, extra)
@@ -506,6 +522,15 @@ def report(args: argparse.Namespace) -> int:
             _bar_chart(rows, f"{suite}: {dataset}", png)
             lines += [f"![{suite} {dataset}]({png.name})", ""]
         if suite == "noise":
+            for model in sorted({r["model"] for r in rows}):
+                by_ratio = {r["params"].get("llmhni_noise_ratio", 0.0): (r.get("test") or {}).get("recall@20")
+                            for r in rows if r["model"] == model}
+                clean = by_ratio.get(0.0)
+                drops = [f"{100 * ratio:g}% noise {100 * (v - clean) / clean:+.1f}%"
+                         for ratio, v in sorted(by_ratio.items()) if ratio > 0 and v is not None and clean]
+                if drops:
+                    lines.append(f"- {model}: Recall@20 change against its 0% row: " + ", ".join(drops))
+            lines.append("")
             png = results / f"noise_{dataset}.png"
             _noise_chart(rows, png)
             lines += [f"![noise {dataset}]({png.name})", ""]
