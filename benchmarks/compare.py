@@ -192,7 +192,12 @@ def run_job(spec: Dict[str, Any]) -> None:
     started = time.perf_counter()
     run = prepare_run(spec["model"], spec["dataset"], config_dict=config_dict)
     trainer, config = run.trainer, run.config
-    state: Dict[str, Any] = {"best_epoch": None, "test_at_best": None, "valid_at_best": None}
+    state: Dict[str, Any] = {"best_epoch": None, "test_at_best": None, "valid_at_best": None,
+                             "setup_seconds": run.setup_seconds}
+    graph = getattr(run.model, "denoised_graph", None)
+    if graph is not None:  # kept in the progress file, so a job stopped by its budget still has it
+        state["identification"] = graph.report
+        state["denoise_counts"] = {k: int(v) for k, v in (graph.counts or {}).items()}
 
     def on_valid(epoch_idx: int, valid_score: float) -> None:
         state["last_epoch"] = epoch_idx + 1
@@ -219,10 +224,9 @@ def run_job(spec: Dict[str, Any]) -> None:
         "train_seconds": train_seconds,
         "device": str(config["device"]),
     }
-    graph = getattr(run.model, "denoised_graph", None)
-    if graph is not None:
-        result["denoise_counts"] = {k: int(v) for k, v in (graph.counts or {}).items()}
-        result["identification"] = graph.report
+    for key in ("identification", "denoise_counts"):
+        if key in state:
+            result[key] = state[key]
     result["encoder"] = config["llmhni_encoder"]
     result["rater"] = config["llmhni_rater"] if "LLMHNI" in spec["model"] else None
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -245,7 +249,10 @@ def _finish(job: Job, spec: Dict[str, Any], workdir: Path, rc: Optional[int], wa
         prog = json.loads(progress.read_text())
         record.update({"status": "time budget", "epochs_trained": prog.get("last_epoch"),
                        "best_epoch": prog.get("best_epoch"), "test": prog.get("test_at_best"),
-                       "valid": prog.get("valid_at_best")})
+                       "valid": prog.get("valid_at_best"), "setup_seconds": prog.get("setup_seconds")})
+        for key in ("identification", "denoise_counts"):
+            if key in prog:
+                record[key] = prog[key]
     else:
         record["status"] = "failed"
     record["wall_seconds_total"] = wall
