@@ -12,8 +12,9 @@ Suites (``--suite``):
 ``models``     BPR, LightGCN, NGCF, LightGCN + RecBole's dynamic hard negatives (DNS),
                LLMHNI_LightGCN, LLMHNI_NGCF                       (per ``--datasets``)
 ``noise``      LightGCN and LLMHNI_LightGCN with 0, 5, 10, 20% injected noise
-``ablation``   LLMHNI_LightGCN w/o semantic sampling, w/o alignment, w/o denoising, with the
-               S8 weights on and w/o L_hal (the full model: the ``models`` row)
+``ablation``   LLMHNI_LightGCN w/o semantic sampling (uniform negatives; or score-only DNS),
+               w/o alignment, w/o denoising, with the S8 weights on and w/o L_hal (the full
+               model: the ``models`` row)
 ``s8``         LLMHNI_LightGCN with the S8 weights lambda1 = lambda2 in {0.1, 0.01},
                from scratch and warm-started from Rec_pre (lambda = 0: the ``models`` row)
 ``speed``      plain backbones next to their LLMHNI models, a fixed number of epochs, run
@@ -104,6 +105,7 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
         elif suite == "ablation":
             jobs += [
                 Job(suite, "w/o semantic sampling", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "uniform"}),
+                Job(suite, "w/o semantic sampling, score-only DNS", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "dns"}),
                 Job(suite, "w/o alignment", "LLMHNI_LightGCN", ds, {"llmhni_use_alignment": False}),
                 Job(suite, "w/o denoising", "LLMHNI_LightGCN", ds, {"llmhni_denoise": False}),
                 Job(suite, "full, S8 on", "LLMHNI_LightGCN", ds, dict(S8_ON)),
