@@ -448,14 +448,16 @@ def _bar_chart(rows: List[Dict[str, Any]], title: str, path: Path) -> None:
         bars = ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=metric.replace("recall", "Recall").replace("ndcg", "NDCG"))
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+    top = max([(r.get("test") or {}).get("recall@20") or 0.0 for r in rows] + [1e-9])
+    ax.set_ylim(0, top * 1.22)  # headroom: the legend never covers a bar's label
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _noise_chart(rows: List[Dict[str, Any]], path: Path) -> None:
+def _noise_chart(rows: List[Dict[str, Any]], path: Path, dataset: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -469,7 +471,7 @@ def _noise_chart(rows: List[Dict[str, Any]], path: Path) -> None:
             ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
     ax.set_xlabel("injected noise (% of the training set)")
     ax.set_ylabel("test Recall@20")
-    ax.set_title("Noise robustness")
+    ax.set_title(f"Noise robustness: {dataset} (see the table for each run's stopping)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -541,7 +543,7 @@ def report(args: argparse.Namespace) -> int:
                     lines.append(f"- {model}: Recall@20 change against its 0% row: " + ", ".join(drops))
             lines.append("")
             png = results / f"noise_{dataset}.png"
-            _noise_chart(rows, png)
+            _noise_chart(rows, png, dataset)
             lines += [f"![noise {dataset}]({png.name})", ""]
         failed = [r for r in rows if r.get("status") == "failed"]
         for r in failed:
