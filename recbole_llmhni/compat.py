@@ -16,8 +16,15 @@ on a stack where the feature is still present:
   ``resume_checkpoint`` fail. :func:`trusted_checkpoint_trainer` returns a subclass of a
   RecBole trainer that loads checkpoints *this run wrote itself* with
   ``weights_only=False``. Nothing else is loaded that way.
+* RecBole 1.2.1's dynamic negative sampling (``train_neg_sample_args: {dynamic: True}``,
+  i.e. LightGCN + DNS) indexes the CPU tensor of sampled candidates with the GPU tensor of
+  their argmax, which fails on CUDA ("indices should be either on cpu or on the same device
+  as the indexed tensor"). :func:`install_device_safe_dynamic_sampling` wraps the data
+  loader's ``_neg_sampling`` so that the argmax is brought to the candidates' device; on the
+  CPU nothing changes. It imports RecBole's data loaders (2 s), so ``run_recbole_llmhni``
+  installs it, not ``import recbole_llmhni``.
 
-:func:`apply` runs on ``import recbole_llmhni``.
+:func:`apply` (the other shims) runs on ``import recbole_llmhni``.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from typing import Any, Dict, Optional, Type
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["apply", "trusted_checkpoint_trainer", "load_trusted_checkpoint"]
+__all__ = ["apply", "trusted_checkpoint_trainer", "load_trusted_checkpoint", "install_device_safe_dynamic_sampling"]
 
 _NUMPY_ALIASES: Dict[str, Any] = {
     # removed in numpy 2.0 -- RecBole's Config.compatibility_settings reads these
@@ -115,6 +122,38 @@ def trusted_checkpoint_trainer(trainer_cls: Type) -> Type:
     TrustedCheckpointTrainer.__name__ = trainer_cls.__name__
     TrustedCheckpointTrainer.__qualname__ = trainer_cls.__qualname__
     return TrustedCheckpointTrainer
+
+
+def install_device_safe_dynamic_sampling() -> None:
+    """Make RecBole's dynamic (DNS) negative sampling work when the model is on a GPU.
+
+    During the dynamic branch only, the model's ``predict`` hands its scores back on the CPU,
+    where RecBole keeps the candidate ids it indexes with their argmax.
+    """
+    from recbole.data.dataloader.abstract_dataloader import NegSampleDataLoader
+
+    original = NegSampleDataLoader._neg_sampling
+    if getattr(original, "_llmhni_device_safe", False):
+        return
+
+    @functools.wraps(original)
+    def _neg_sampling(self, inter_feat):
+        if not self.neg_sample_args.get("dynamic", False):
+            return original(self, inter_feat)
+        model = self.model
+        had_own = "predict" in vars(model)
+        real_predict = model.predict
+        model.predict = lambda interaction: real_predict(interaction).cpu()
+        try:
+            return original(self, inter_feat)
+        finally:
+            if had_own:
+                model.predict = real_predict
+            else:
+                del model.predict  # the class's method again
+
+    _neg_sampling._llmhni_device_safe = True
+    NegSampleDataLoader._neg_sampling = _neg_sampling
 
 
 _applied = False

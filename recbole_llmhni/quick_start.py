@@ -68,6 +68,7 @@ def prepare_run(
     logger.info(sys.argv)
     logger.info(config)
     check_dataset_present(config)
+    compat.install_device_safe_dynamic_sampling()  # RecBole's DNS on CUDA
 
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)

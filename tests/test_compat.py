@@ -58,3 +58,41 @@ def test_trusted_trainer_is_a_subclass_and_cached():
     cls = compat.trusted_checkpoint_trainer(Trainer)
     assert issubclass(cls, Trainer) and cls.__name__ == "Trainer"
     assert compat.trusted_checkpoint_trainer(Trainer) is cls
+
+
+def test_dynamic_negative_sampling_keeps_the_best_scored_candidate_and_restores_predict(recbole_workdir, tiny_dataset):
+    # RecBole's DNS indexes CPU candidate ids with the argmax of the model's scores; the shim
+    # hands the scores back on the CPU (on CUDA RecBole 1.2.1 fails there). Here: scores =
+    # item id, so every chosen negative must be the largest of its candidates.
+    import torch
+    from recbole.data import data_preparation
+
+    from recbole_llmhni import compat
+    from recbole_llmhni.config import LLMHNIConfig
+    from recbole_llmhni.data.dataset import LLMHNIDataset
+
+    compat.install_device_safe_dynamic_sampling()  # run_recbole_llmhni installs it
+    compat.install_device_safe_dynamic_sampling()  # idempotent
+    dns = {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": True, "candidate_num": 4}
+    config = LLMHNIConfig(model="LightGCN", dataset="tiny", config_dict={
+        "data_path": tiny_dataset["data_path"], "train_neg_sample_args": dns, "train_batch_size": 16})
+    train_data, _, _ = data_preparation(config, LLMHNIDataset(config))
+
+    class ItemIdScorer(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def predict(self, interaction):
+            ids = interaction[config["ITEM_ID_FIELD"]]
+            self.seen.append(ids.clone())
+            return ids.float()
+
+    model = ItemIdScorer()
+    train_data.get_model(model)
+    batch = next(iter(train_data))
+    candidates = model.seen[-1].reshape(4, -1)
+    assert torch.equal(batch[config["NEG_PREFIX"] + config["ITEM_ID_FIELD"]], candidates.max(dim=0).values)
+    assert "predict" not in vars(model)  # the class's method again after sampling
