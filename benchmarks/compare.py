@@ -260,13 +260,13 @@ def _finish(job: Job, spec: Dict[str, Any], workdir: Path, rc: Optional[int], wa
     record["wall_seconds_total"] = wall
     logs = sorted((workdir / "log").rglob("*.log")) if (workdir / "log").exists() else []
     if logs:
-        record["log"] = parse_log(logs[-1].read_text(errors="replace"))
+        log_text = logs[-1].read_text(errors="replace")
+        record["log"] = parse_log(log_text)
         # the log also holds S4's pretraining epochs: keep the model's own, the last ones
         n = int(record.get("epochs_trained") or 0)
         record["log"]["train_epoch_seconds"] = record["log"]["train_epoch_seconds"][-n:] if n else []
-        tail = logs[-1].read_text(errors="replace").splitlines()[-30:]
         if record["status"] == "failed":
-            record["log_tail"] = tail
+            record["log_tail"] = log_text.splitlines()[-30:]
     err = workdir / "stderr.txt"
     if record["status"] == "failed" and err.exists():
         record["stderr_tail"] = err.read_text(errors="replace").splitlines()[-40:]

@@ -9,12 +9,12 @@ later identification report can score the "noisy" label against them.
 """
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 from typing import Tuple, Union
 
 import numpy as np
+
+from recbole_llmhni.denoise.store import atomic_write_text
 
 __all__ = ["sample_noise_pairs", "write_pairs", "read_pairs"]
 
@@ -81,15 +81,8 @@ def write_pairs(path: Union[str, Path], users, items, header: Tuple[str, str] = 
     Atomic, also against another process writing the same file (two runs on one dataset
     and noise ratio): each writer fills its own temporary file, then renames it into place.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write("\t".join(header) + "\n")
-        for user, item in zip(users, items):
-            fh.write(f"{user}\t{item}\n")
-    tmp.replace(path)
-    return path
+    lines = ["\t".join(header)] + [f"{user}\t{item}" for user, item in zip(users, items)]
+    return atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def read_pairs(path: Union[str, Path]) -> Tuple[list, list]:

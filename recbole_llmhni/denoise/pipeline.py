@@ -188,30 +188,31 @@ class DenoisePipeline:
             )
 
     # ------------------------------------------------------------------ S4 + S5
-    def _rec_pre_stage(self, edges_fp: str) -> Tuple[StageDir, Dict[str, Any], str]:
-        backbone = s4.backbone_name(self.config)
-        m4 = s4.pretrain_material(self.config, backbone, edges_fp)
-        return StageDir(self.config, "pretrain", digest(m4)), m4, backbone
+    def _rec_pre_stage(self, edges_fp: str) -> Tuple[StageDir, Dict[str, Any]]:
+        m4 = s4.pretrain_material(self.config, s4.backbone_name(self.config), edges_fp)
+        return StageDir(self.config, "pretrain", digest(m4)), m4
 
-    def rec_pre(self) -> torch.nn.Module:
-        """S4's ``Rec_pre`` (eval mode): loaded from its artifact, or trained and saved."""
-        users, items = self.dataset.train_edges()
-        user_tokens, item_tokens = self._tokens(self.dataset.uid_field), self._tokens(self.dataset.iid_field)
-        st4, m4, backbone = self._rec_pre_stage(edges_fingerprint(user_tokens[users], item_tokens[items]))
+    def _load_or_train_rec_pre(self, st4: StageDir, m4: Dict[str, Any]) -> torch.nn.Module:
         started = time.perf_counter()
         if st4.is_complete():
             model = s4.load_rec_pre(st4, self.config, self.dataset, m4)
             logger.info(f"S4 pretrain: reused {st4.path} ({_seconds(started)})")
             return model
-        logger.info(f"S4 pretrain: training {backbone} for {m4['epochs']} epochs on the training split")
+        logger.info(f"S4 pretrain: training {m4['backbone']} for {m4['epochs']} epochs on the training split")
         model = s4.train_rec_pre(self.config, self.dataset, m4)
         s4.save_rec_pre(st4, model, self.dataset, m4)
         logger.info(f"S4 pretrain: computed in {_seconds(started)} -> {st4.path}")
         return model
 
+    def rec_pre(self) -> torch.nn.Module:
+        """S4's ``Rec_pre`` (eval mode): loaded from its artifact, or trained and saved."""
+        users, items = self.dataset.train_edges()
+        user_tokens, item_tokens = self._tokens(self.dataset.uid_field), self._tokens(self.dataset.iid_field)
+        return self._load_or_train_rec_pre(*self._rec_pre_stage(edges_fingerprint(user_tokens[users], item_tokens[items])))
+
     def _candidates(self, edges_fp: str, users: np.ndarray, items: np.ndarray) -> Tuple[s5.Candidates, str]:
         settings = s5.candidate_settings(self.config)
-        st4, m4, backbone = self._rec_pre_stage(edges_fp)
+        st4, m4 = self._rec_pre_stage(edges_fp)
         m5 = {"pretrain": st4.key, **settings, "cap_policy": "kind share, rank in user, extremity, raw ids"}
         st5 = StageDir(self.config, "candidates", digest(m5))
 
@@ -223,15 +224,7 @@ class DenoisePipeline:
                         f"{cands.n_neg:,} high-score negatives, {cands.n_pos:,} low-score positives")
             return cands, st5.key
 
-        if st4.is_complete():
-            model = s4.load_rec_pre(st4, self.config, self.dataset, m4)
-            logger.info(f"S4 pretrain: reused {st4.path} ({_seconds(started)})")
-        else:
-            logger.info(f"S4 pretrain: training {backbone} for {m4['epochs']} epochs on the training split")
-            model = s4.train_rec_pre(self.config, self.dataset, m4)
-            s4.save_rec_pre(st4, model, self.dataset, m4)
-            logger.info(f"S4 pretrain: computed in {_seconds(started)} -> {st4.path}")
-
+        model = self._load_or_train_rec_pre(st4, m4)
         started = time.perf_counter()
         user_e, item_e = s4.propagated_embeddings(model)
         del model
