@@ -22,7 +22,9 @@ Suites (``--suite``):
 
 Results land in ``benchmarks/results/<suite>/<dataset>/<job>.json``; a job whose file exists
 is skipped (``--force`` re-runs it), so an interrupted suite resumes. ``report`` turns every
-result file into ``benchmarks/results/RESULTS.md`` and PNG charts beside it.
+result file into ``benchmarks/results/RESULTS.md`` and PNG charts beside it, and rewrites the
+README's results tables (each between ``<!-- results SUITE DATASET -->`` and
+``<!-- /results -->``) from the same files; a test keeps the committed README equal to them.
 
     python benchmarks/compare.py run --suite models --datasets ml-100k
     python benchmarks/compare.py run --suite noise --datasets amazon-books --workers 8 --device cuda
@@ -283,6 +285,8 @@ def command_line(args: argparse.Namespace, job: Job) -> str:
         parts.append(f"--epochs {args.epochs}")
     if args.time_budget:
         parts.append(f"--time-budget {args.time_budget:g}")
+    if args.deadline:  # relative to the run's start: recorded so a stopped row says what stopped it
+        parts.append(f"--deadline {args.deadline:g}")
     if args.device:
         parts.append(f"--device {args.device}")
     for item in args.set or []:
@@ -479,6 +483,99 @@ def _noise_chart(rows: List[Dict[str, Any]], path: Path, dataset: str) -> None:
     plt.close(fig)
 
 
+#: Rows a suite shows from the ``models`` suite instead of running them again.
+BORROWED = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
+            "s8": {"LLMHNI_LightGCN": "lambda=0 (models row)"}}
+SUITE_ORDER = {"models": 0, "noise": 1, "ablation": 2, "s8": 3, "speed": 4}
+
+
+def rows_by_table(records: List[Dict[str, Any]]) -> Dict[tuple, List[Dict[str, Any]]]:
+    """Records grouped by ``(suite, dataset)``, in report order, rows in job order, borrowed rows first."""
+    by_key: Dict[tuple, List[Dict[str, Any]]] = {}
+    for r in records:
+        by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
+    for (suite, dataset), rows in by_key.items():
+        for r in by_key.get(("models", dataset), []):
+            if r["label"] in BORROWED.get(suite, {}):
+                rows.insert(0, {**r, "label": BORROWED[suite][r["label"]]})
+        job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
+        rows.sort(key=lambda r: job_order.get(r["label"], -1))
+    return dict(sorted(by_key.items(), key=lambda kv: (SUITE_ORDER.get(kv[0][0], 9), kv[0][1])))
+
+
+def _where(r: Dict[str, Any]) -> str:
+    """``CPU`` or the GPU's short name (``NVIDIA H100 80GB HBM3`` -> ``H100``)."""
+    gpu = (r.get("machine") or {}).get("gpu")
+    return gpu.replace("NVIDIA ", "").split()[0] if gpu else "CPU"
+
+
+def _status_cell(r: Dict[str, Any]) -> str:
+    status = r.get("status", "-")
+    return f"**{status}**" if status in ("time budget", "failed") else status
+
+
+def _median(values: List[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def readme_table(suite: str, rows: List[Dict[str, Any]]) -> List[str]:
+    """The Markdown table the README shows for one ``(suite, dataset)``: built only from result files."""
+    if suite == "speed":
+        epoch = {r["model"]: _sec_per_epoch(r) for r in rows}
+        head = ["model", "s / training epoch", "vs its backbone", "s / evaluation", "setup (dataset + S1-S7)",
+                "S2 align", "S4 pretrain", "S5-S7", "peak RSS"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            stages = (r.get("log") or {}).get("stages") or {}
+            base = epoch.get(r["model"].replace("LLMHNI_", "Backbone")) if r["model"].startswith("LLMHNI_") else None
+            mine = epoch.get(r["model"])
+            late = [v["seconds"] for k, v in stages.items() if k.split()[0] in ("S5", "S6", "S7")]
+            cells = [r["label"], _fmt(mine, 2), f"{mine / base:.2f}x" if base and mine else "-",
+                     _fmt(_median((r.get("log") or {}).get("eval_seconds") or []), 2),
+                     f"{r.get('setup_seconds') or 0:.0f} s",
+                     f"{stages['S2 align']['seconds']:.0f} s" if "S2 align" in stages else "-",
+                     f"{stages['S4 pretrain']['seconds']:.0f} s" if "S4 pretrain" in stages else "-",
+                     f"{sum(late):.1f} s" if late else "-",
+                     f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        return lines
+    head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "stopped by", "machine",
+            "s/epoch", "wall"]
+    noise = suite == "noise"
+    if noise:
+        head += ["ident. precision", "ident. recall"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        t = r.get("test") or {}
+        cells = [r["label"]] + [_fmt(t.get(k)) for k in METRICS] + [
+            f"{r.get('best_epoch', '-')} / {r.get('epochs_trained', '-')}", _status_cell(r), _where(r),
+            _fmt(_sec_per_epoch(r), 2), f"{(r.get('wall_seconds_total') or 0) / 60:.0f} min"]
+        if noise:
+            llm = "LLMHNI" in r["model"]
+            cells += [_ident(r, "precision") if llm else "", _ident(r, "recall") if llm else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+#: ``<!-- results SUITE DATASET -->`` ... ``<!-- /results -->``: a README table ``report`` writes.
+README_BLOCK = re.compile(r"(<!-- results (\S+) (\S+) -->\n)(.*?)(<!-- /results -->)", re.S)
+
+
+def render_readme(text: str, records: List[Dict[str, Any]]) -> str:
+    """``text`` with every results block replaced by the table of its result files."""
+    tables = rows_by_table(records)
+
+    def fill(m: "re.Match[str]") -> str:
+        rows = tables.get((m.group(2), m.group(3)))
+        if not rows:
+            raise SystemExit(f"README block '{m.group(2)} {m.group(3)}': no result files for it under "
+                             "benchmarks/results/; run that suite or remove the block")
+        return m.group(1) + "\n".join(readme_table(m.group(2), rows)) + "\n" + m.group(5)
+
+    return README_BLOCK.sub(fill, text)
+
+
+
 def report(args: argparse.Namespace) -> int:
     results = Path(args.results).resolve()
     records = load_results(results)
@@ -490,19 +587,7 @@ def report(args: argparse.Namespace) -> int:
              "table's rows come from the command shown under it. Test metrics are those of the",
              "best-validation checkpoint. `s/epoch` is the median training epoch (without",
              "evaluation). Single runs, seed 2020.", ""]
-    by_key: Dict[tuple, List[Dict[str, Any]]] = {}
-    for r in records:
-        by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
-    borrowed = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
-                "s8": {"LLMHNI_LightGCN": "lambda=0 (models row)"}}
-    for (suite, dataset), rows in by_key.items():
-        for r in by_key.get(("models", dataset), []):
-            if suite in borrowed and r["label"] in borrowed[suite]:
-                rows.insert(0, {**r, "label": borrowed[suite][r["label"]]})
-    order = {"models": 0, "noise": 1, "ablation": 2, "s8": 3, "speed": 4}
-    for (suite, dataset), rows in sorted(by_key.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
-        job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
-        rows.sort(key=lambda r: job_order.get(r["label"], -1))
+    for (suite, dataset), rows in rows_by_table(records).items():
         lines += [f"## {suite}: {dataset}", ""]
         machines = sorted({_machine_str(r.get("machine") or {}) for r in rows})
         lines += [f"Machine: {m}." for m in machines]
@@ -551,6 +636,13 @@ def report(args: argparse.Namespace) -> int:
     out = results / "RESULTS.md"
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
+    if args.readme:
+        readme = Path(args.readme)
+        text = readme.read_text()
+        new = render_readme(text, records)
+        if new != text:
+            readme.write_text(new)
+            print(f"updated the results tables of {readme}")
     return 0
 
 
@@ -581,6 +673,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--force", action="store_true")
     r = sub.add_parser("report", help="RESULTS.md and PNG charts from the result files")
     r.add_argument("--results", default=str(RESULTS))
+    r.add_argument("--readme", default=str(REPO / "README.md"),
+                   help="rewrite its '<!-- results SUITE DATASET -->' tables ('' leaves it alone)")
     args = parser.parse_args(argv)
     return run_suite(args) if args.cmd == "run" else report(args)
 

@@ -63,3 +63,38 @@ def test_epochs_of_reads_the_best_epoch_from_the_early_stopping_counter(trained,
     trainer = SimpleNamespace(train_loss_dict={e: 0.0 for e in range(trained)}, start_epoch=0,
                               cur_step=cur_step, eval_step=eval_step)
     assert epochs_of(trainer) == (trained, best)
+
+
+def _record(suite, label, model, r20, **extra):
+    return {"suite": suite, "label": label, "model": model, "dataset": "toy", "params": {},
+            "machine": {"gpu": "NVIDIA H100 80GB HBM3"} if extra.pop("gpu", False) else {"cpu_count": 2},
+            "test": {"recall@10": r20 / 2, "recall@20": r20, "ndcg@10": r20 / 3, "ndcg@20": r20 / 2.5},
+            "best_epoch": 9, "epochs_trained": 20, "status": "early stop", "wall_seconds_total": 600.0,
+            "log": {"train_epoch_seconds": [1.0, 3.0, 2.0], "eval_seconds": [0.5]}, **extra}
+
+
+def test_readme_blocks_are_filled_from_result_files_only(compare):
+    records = [_record("models", "LightGCN", "LightGCN", 0.15),
+               _record("models", "LLMHNI_LightGCN", "LLMHNI_LightGCN", 0.1647, gpu=True),
+               _record("noise", "LLMHNI_LightGCN noise=0.2", "LLMHNI_LightGCN", 0.15, status="time budget",
+                       identification={"identification": {"precision": 0.6634, "recall": 0.2673}})]
+    text = ("intro\n<!-- results models toy -->\nstale | table\n<!-- /results -->\nmiddle\n"
+            "<!-- results noise toy -->\n<!-- /results -->\nend\n")
+    out = compare.render_readme(text, records)
+    assert out.startswith("intro\n<!-- results models toy -->\n| model | R@10 |") and "stale" not in out
+    assert "| LLMHNI_LightGCN | 0.0824 | 0.1647 | 0.0549 | 0.0659 | 9 / 20 | early stop | H100 | 2.00 | 10 min |" in out
+    assert "| LightGCN | 0.0750 | 0.1500 | 0.0500 | 0.0600 | 9 / 20 | early stop | CPU |" in out
+    assert "| **time budget** | CPU | 2.00 | 10 min | 0.663 | 0.267 |" in out
+    assert out.endswith("<!-- /results -->\nend\n") and "\nmiddle\n" in out
+    assert compare.render_readme(out, records) == out  # idempotent
+    with pytest.raises(SystemExit, match="ablation toy"):
+        compare.render_readme("<!-- results ablation toy -->\n<!-- /results -->\n", records)
+
+
+def test_readme_results_tables_match_the_committed_result_files(compare):
+    """The README's results tables are exactly what ``compare.py report`` builds from benchmarks/results/."""
+    readme = (REPO / "README.md").read_text()
+    assert readme.count("<!-- results ") >= 6
+    records = compare.load_results(REPO / "benchmarks" / "results")
+    assert compare.render_readme(readme, records) == readme, (
+        "README results tables are stale: run `python benchmarks/compare.py report`")
