@@ -21,10 +21,12 @@ Suites (``--suite``):
                one at a time with fresh artifacts: seconds per epoch, stage times, peak RSS
 
 Results land in ``benchmarks/results/<suite>/<dataset>/<job>.json``; a job whose file exists
-is skipped (``--force`` re-runs it), so an interrupted suite resumes. ``report`` turns every
-result file into ``benchmarks/results/RESULTS.md`` and PNG charts beside it, and rewrites the
-README's results tables (each between ``<!-- results SUITE DATASET -->`` and
-``<!-- /results -->``) from the same files; a test keeps the committed README equal to them.
+is skipped (``--force`` re-runs it), so an interrupted suite resumes; a re-run on another
+machine keeps the earlier result as ``<job>@<machine>.json`` (``@H100``), and the report shows
+both rows, each with its machine. ``report`` turns every result file into
+``benchmarks/results/RESULTS.md`` and PNG charts beside it, and rewrites the README's results
+tables (each between ``<!-- results SUITE DATASET -->`` and ``<!-- /results -->``) from the
+same files; a test keeps the committed README equal to them.
 
     python benchmarks/compare.py run --suite models --datasets ml-100k
     python benchmarks/compare.py run --suite noise --datasets amazon-books --workers 8 --device cuda
@@ -240,6 +242,33 @@ def run_job(spec: Dict[str, Any]) -> None:
     out.with_suffix(".child.json").write_text(json.dumps(result, default=str))
 
 
+def _where(r: Dict[str, Any]) -> str:
+    """``CPU`` or the GPU's short name (``NVIDIA H100 80GB HBM3`` -> ``H100``)."""
+    gpu = (r.get("machine") or {}).get("gpu")
+    return gpu.replace("NVIDIA ", "").split()[0] if gpu else "CPU"
+
+
+def keep_other_machine(out: Path, record: Dict[str, Any]) -> Optional[Path]:
+    """Before ``record`` replaces ``out``: keep a result measured on another machine beside it.
+
+    The same job gives different figures on a GPU and on the CPU (floating point), so both
+    are results: the older one moves to ``<job>@<machine>.json`` (``LLMHNI_LightGCN@H100.json``)
+    and the report shows both rows, each with its machine. A result from the same machine is
+    simply replaced. Returns where the older result went, if it was kept.
+    """
+    if not out.exists():
+        return None
+    try:
+        old = json.loads(out.read_text())
+    except ValueError:
+        return None
+    if _where(old) == _where(record):
+        return None
+    kept = out.with_name(f"{out.stem}@{_where(old)}.json")
+    out.replace(kept)
+    return kept
+
+
 def _finish(job: Job, spec: Dict[str, Any], workdir: Path, rc: Optional[int], wall: float, budget_hit: bool) -> Dict[str, Any]:
     out = Path(spec["out"])
     record: Dict[str, Any] = {"suite": job.suite, "label": job.label, "model": job.model,
@@ -274,6 +303,7 @@ def _finish(job: Job, spec: Dict[str, Any], workdir: Path, rc: Optional[int], wa
         record["stderr_tail"] = err.read_text(errors="replace").splitlines()[-40:]
     for leftover in (child, progress):
         leftover.unlink(missing_ok=True)
+    keep_other_machine(out, record)
     out.write_text(json.dumps(record, indent=1, default=str))
     return record
 
@@ -445,6 +475,7 @@ def _bar_chart(rows: List[Dict[str, Any]], title: str, path: Path) -> None:
     import numpy as np
 
     labels = [r["label"] for r in rows]
+    labels = [f"{lab} ({_where(r)})" if labels.count(lab) > 1 else lab for lab, r in zip(labels, rows)]
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4))
     for k, metric in enumerate(["recall@20", "ndcg@20"]):
@@ -490,7 +521,7 @@ SUITE_ORDER = {"models": 0, "noise": 1, "ablation": 2, "s8": 3, "speed": 4}
 
 
 def rows_by_table(records: List[Dict[str, Any]]) -> Dict[tuple, List[Dict[str, Any]]]:
-    """Records grouped by ``(suite, dataset)``, in report order, rows in job order, borrowed rows first."""
+    """Records grouped by ``(suite, dataset)``, in report order; rows in job order, borrowed rows first."""
     by_key: Dict[tuple, List[Dict[str, Any]]] = {}
     for r in records:
         by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
@@ -499,14 +530,8 @@ def rows_by_table(records: List[Dict[str, Any]]) -> Dict[tuple, List[Dict[str, A
             if r["label"] in BORROWED.get(suite, {}):
                 rows.insert(0, {**r, "label": BORROWED[suite][r["label"]]})
         job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
-        rows.sort(key=lambda r: job_order.get(r["label"], -1))
+        rows.sort(key=lambda r: (job_order.get(r["label"], -1), _where(r)))  # a job's CPU row first
     return dict(sorted(by_key.items(), key=lambda kv: (SUITE_ORDER.get(kv[0][0], 9), kv[0][1])))
-
-
-def _where(r: Dict[str, Any]) -> str:
-    """``CPU`` or the GPU's short name (``NVIDIA H100 80GB HBM3`` -> ``H100``)."""
-    gpu = (r.get("machine") or {}).get("gpu")
-    return gpu.replace("NVIDIA ", "").split()[0] if gpu else "CPU"
 
 
 def _status_cell(r: Dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """The benchmark harness's pure parts: job lists, log parsing, the best-epoch arithmetic."""
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -98,3 +99,15 @@ def test_readme_results_tables_match_the_committed_result_files(compare):
     records = compare.load_results(REPO / "benchmarks" / "results")
     assert compare.render_readme(readme, records) == readme, (
         "README results tables are stale: run `python benchmarks/compare.py report`")
+
+
+def test_a_result_from_another_machine_is_kept_beside_the_new_one(compare, tmp_path):
+    out = tmp_path / "LLMHNI_LightGCN.json"
+    assert compare.keep_other_machine(out, _record("models", "x", "x", 0.1)) is None  # nothing there yet
+    out.write_text(json.dumps(_record("models", "x", "x", 0.1647, gpu=True)))
+    kept = compare.keep_other_machine(out, _record("models", "x", "x", 0.1681))
+    assert kept == tmp_path / "LLMHNI_LightGCN@H100.json" and not out.exists()
+    assert json.loads(kept.read_text())["test"]["recall@20"] == 0.1647
+    out.write_text(json.dumps(_record("models", "x", "x", 0.1681)))  # the CPU run, written by _finish
+    assert compare.keep_other_machine(out, _record("models", "x", "x", 0.17)) is None  # same machine: replaced
+    assert out.exists() and kept.exists()
