@@ -506,7 +506,7 @@ def _noise_chart(rows: List[Dict[str, Any]], path: Path, dataset: str) -> None:
             ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
     ax.set_xlabel("injected noise (% of the training set)")
     ax.set_ylabel("test Recall@20")
-    ax.set_title(f"Noise robustness: {dataset} (see the table for each run's stopping)")
+    ax.set_title(f"Noise robustness: {dataset}")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
