@@ -438,15 +438,32 @@ def _machine_str(m: Dict[str, Any]) -> str:
     return f"{where}; Python {m.get('python')}, torch {m.get('torch')}, RecBole {m.get('recbole')}"
 
 
+def _median(values: List[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
 def _sec_per_epoch(r: Dict[str, Any]) -> Optional[float]:
-    train = (r.get("log") or {}).get("train_epoch_seconds") or []
-    return statistics.median(train) if train else None
+    return _median((r.get("log") or {}).get("train_epoch_seconds") or [])
+
+
+def _vs_backbone(rows: List[Dict[str, Any]]) -> Dict[str, str]:
+    """Each LLMHNI model's median training epoch over its plain backbone's (``1.49x``), by model."""
+    epoch = {r["model"]: _sec_per_epoch(r) for r in rows}
+    ratios = {}
+    for model, mine in epoch.items():
+        base = epoch.get(model.replace("LLMHNI_", "Backbone")) if model.startswith("LLMHNI_") else None
+        ratios[model] = f"{mine / base:.2f}x" if base and mine else "-"
+    return ratios
+
+
+def _markdown(head: List[str], body: List[List[str]]) -> List[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in body]
 
 
 def _table(rows: List[Dict[str, Any]], extra_cols: List[tuple]) -> List[str]:
     head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "status", "s/epoch",
             "wall", "peak RSS", "peak GPU"] + [c[0] for c in extra_cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for r in rows:
         t = r.get("test") or {}
         gpu = r.get("peak_gpu_mb")
@@ -456,8 +473,8 @@ def _table(rows: List[Dict[str, Any]], extra_cols: List[tuple]) -> List[str]:
             f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-",
             f"{gpu:.0f} MB" if gpu else "-"]
         cells += [fn(r) for _, fn in extra_cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        body.append(cells)
+    return _markdown(head, body)
 
 
 def _ident(r: Dict[str, Any], key: str) -> str:
@@ -539,37 +556,30 @@ def _status_cell(r: Dict[str, Any]) -> str:
     return f"**{status}**" if status in ("time budget", "failed") else status
 
 
-def _median(values: List[float]) -> Optional[float]:
-    return statistics.median(values) if values else None
-
-
 def readme_table(suite: str, rows: List[Dict[str, Any]]) -> List[str]:
     """The Markdown table the README shows for one ``(suite, dataset)``: built only from result files."""
     if suite == "speed":
-        epoch = {r["model"]: _sec_per_epoch(r) for r in rows}
+        vs_backbone = _vs_backbone(rows)
         head = ["model", "s / training epoch", "vs its backbone", "s / evaluation", "setup (dataset + S1-S7)",
                 "S2 align", "S4 pretrain", "S5-S7", "peak RSS"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        body = []
         for r in rows:
             stages = (r.get("log") or {}).get("stages") or {}
-            base = epoch.get(r["model"].replace("LLMHNI_", "Backbone")) if r["model"].startswith("LLMHNI_") else None
-            mine = epoch.get(r["model"])
             late = [v["seconds"] for k, v in stages.items() if k.split()[0] in ("S5", "S6", "S7")]
-            cells = [r["label"], _fmt(mine, 2), f"{mine / base:.2f}x" if base and mine else "-",
+            body.append([r["label"], _fmt(_sec_per_epoch(r), 2), vs_backbone[r["model"]],
                      _fmt(_median((r.get("log") or {}).get("eval_seconds") or []), 2),
                      f"{r.get('setup_seconds') or 0:.0f} s",
                      f"{stages['S2 align']['seconds']:.0f} s" if "S2 align" in stages else "-",
                      f"{stages['S4 pretrain']['seconds']:.0f} s" if "S4 pretrain" in stages else "-",
                      f"{sum(late):.1f} s" if late else "-",
-                     f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"]
-            lines.append("| " + " | ".join(cells) + " |")
-        return lines
+                     f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"])
+        return _markdown(head, body)
     head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "stopped by", "machine",
             "s/epoch", "wall"]
     noise = suite == "noise"
     if noise:
         head += ["ident. precision", "ident. recall"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for r in rows:
         t = r.get("test") or {}
         cells = [r["label"]] + [_fmt(t.get(k)) for k in METRICS] + [
@@ -578,8 +588,8 @@ def readme_table(suite: str, rows: List[Dict[str, Any]]) -> List[str]:
         if noise:
             llm = "LLMHNI" in r["model"]
             cells += [_ident(r, "precision") if llm else "", _ident(r, "recall") if llm else ""]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        body.append(cells)
+    return _markdown(head, body)
 
 
 #: ``<!-- results SUITE DATASET -->`` ... ``<!-- /results -->``: a README table ``report`` writes.
@@ -598,7 +608,6 @@ def render_readme(text: str, records: List[Dict[str, Any]]) -> str:
         return m.group(1) + "\n".join(readme_table(m.group(2), rows)) + "\n" + m.group(5)
 
     return README_BLOCK.sub(fill, text)
-
 
 
 def report(args: argparse.Namespace) -> int:
@@ -625,14 +634,8 @@ def report(args: argparse.Namespace) -> int:
             extra = [("ident. precision", lambda r: _ident(r, "precision")),
                      ("ident. recall", lambda r: _ident(r, "recall"))]
         if suite == "speed":
-            backbone_epoch = {r["model"]: _sec_per_epoch(r) for r in rows if r["model"].startswith("Backbone")}
-
-            def over_backbone(r: Dict[str, Any]) -> str:
-                base = backbone_epoch.get(r["model"].replace("LLMHNI_", "Backbone"))
-                mine = _sec_per_epoch(r)
-                return f"{mine / base:.2f}x" if base and mine and r["model"].startswith("LLMHNI_") else "-"
-
-            extra = [("epoch vs backbone", over_backbone),
+            vs_backbone = _vs_backbone(rows)
+            extra = [("epoch vs backbone", lambda r: vs_backbone[r["model"]]),
                      ("setup (S1-S7)", lambda r: f"{r.get('setup_seconds', 0):.1f} s"),
                      ("stages", lambda r: ", ".join(f"{k} {v['seconds']:.1f} s"
                                                     for k, v in ((r.get('log') or {}).get('stages') or {}).items()) or "-")]

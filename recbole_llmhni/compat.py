@@ -20,8 +20,8 @@ on a stack where the feature is still present:
   i.e. LightGCN + DNS) indexes the CPU tensor of sampled candidates with the GPU tensor of
   their argmax, which fails on CUDA ("indices should be either on cpu or on the same device
   as the indexed tensor"). :func:`install_device_safe_dynamic_sampling` wraps the data
-  loader's ``_neg_sampling`` so that the argmax is brought to the candidates' device; on the
-  CPU nothing changes. It imports RecBole's data loaders (2 s), so ``run_recbole_llmhni``
+  loader's ``_neg_sampling`` so that the model's scores, and so their argmax, come back on
+  the CPU, where the candidates are; on the CPU nothing changes. It imports RecBole's data loaders (2 s), so ``run_recbole_llmhni``
   installs it, not ``import recbole_llmhni``.
 
 :func:`apply` (the other shims) runs on ``import recbole_llmhni``.
