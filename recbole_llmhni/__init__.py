@@ -11,7 +11,7 @@ from recbole_llmhni import compat as _compat
 
 _compat.apply()
 
-__version__ = "0.1.0"
+from recbole_llmhni._version import __version__  # noqa: E402
 
 __all__ = ["run_recbole_llmhni", "__version__"]
 

@@ -16,14 +16,15 @@ STAGE_MODULES = (
     "recbole_llmhni.cli.prepare",
     "recbole_llmhni.cli.semantic",
     "recbole_llmhni.cli.llm",
+    "recbole_llmhni.cli.pipeline",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m recbole_llmhni",
-        description="recbole-llmhni: data preparation and LLM stages of LLMHNI for RecBole. "
-        "Training runs through run_recbole_llmhni.py --model=... --dataset=...",
+        description="recbole-llmhni: data preparation, the offline stages (S1-S7) and LLM tools of "
+        "LLMHNI for RecBole. Training runs through run_recbole_llmhni.py --model=... --dataset=...",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     subparsers.required = True
@@ -40,8 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "config_keys", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        from recbole_llmhni.cli.args import parse_key_values
+
+        args.extra = parse_key_values(extra)
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         # Bad input: the message already names the file/line/id and the fix.

@@ -1,7 +1,13 @@
 """``run_recbole_llmhni``: one entry point for plugin models and RecBole's baselines.
 
 Mirrors ``recbole.quick_start.run_recbole`` (which is not imported: it pulls in ray) in the
-RecBole-GNN style: Config subclass -> dataset hook -> data_preparation -> model -> trainer.
+RecBole-GNN style, with the plugin's offline stages as an explicit step before the model::
+
+    config (checked) -> dataset -> data_preparation -> pipeline S1-S7 (LLMHNI models only)
+        -> model (reads the pipeline's arrays) -> trainer (records every epoch) -> fit -> test
+
+A run returns (and with ``llmhni_result_file`` writes as JSON) one record: metrics, epochs,
+per-epoch losses and times, and the pipeline's stage reports.
 """
 from __future__ import annotations
 
@@ -13,13 +19,68 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from recbole.data import data_preparation
-from recbole.utils import get_trainer, init_logger, init_seed, set_color, ModelType
+from recbole.utils import init_logger, init_seed, set_color, ModelType
 
 from recbole_llmhni import compat
+from recbole_llmhni.artifacts import atomic_write_json
 from recbole_llmhni.config import LLMHNIConfig
+from recbole_llmhni.config.defaults import config_get
 from recbole_llmhni.data.locate import check_dataset_present
+from recbole_llmhni.pipeline.pipeline import LLMHNIPipeline
+from recbole_llmhni.pipeline.results import PipelineResult
+from recbole_llmhni.training import make_trainer
 
-__all__ = ["run_recbole_llmhni", "prepare_run", "PreparedRun", "epochs_of", "create_dataset"]
+__all__ = [
+    "run_recbole_llmhni", "prepare_run", "PreparedRun", "epochs_of", "create_dataset", "run_record",
+    "build_config", "build_splits", "run_pipeline", "alignment_check",
+]
+
+
+def build_config(model: Optional[str], dataset: Optional[str], config_file_list: Optional[List[str]] = None,
+                 config_dict: Optional[Dict[str, Any]] = None) -> LLMHNIConfig:
+    """The run's config (every ``llmhni_*`` value checked), with the dataset checked present."""
+    config = LLMHNIConfig(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_dataset_present(config)
+    return config
+
+
+def build_splits(config: LLMHNIConfig) -> List[Any]:
+    """``[train, valid, test]`` datasets exactly as a run with ``config`` splits them (same seed)."""
+    init_seed(config["seed"], config["reproducibility"])
+    return create_dataset(config).build()
+
+
+def run_pipeline(model: str, dataset: str, config_file_list: Optional[List[str]] = None,
+                 config_dict: Optional[Dict[str, Any]] = None) -> PipelineResult:
+    """S1-S7 alone, on the training split a run would use (``python -m recbole_llmhni pipeline``)."""
+    config = build_config(model, dataset, config_file_list, config_dict)
+    return LLMHNIPipeline(config).run(build_splits(config)[0])
+
+
+def alignment_check(model: str = "LLMHNI_LightGCN", dataset: str = "ml-100k", config_file_list: Optional[List[str]] = None,
+                    config_dict: Optional[Dict[str, Any]] = None, split: str = "valid", k: int = 20,
+                    encoder: Any = None) -> Any:
+    """Recall@k of popularity, raw cosine (two ways) and aligned relevance on ``split``.
+
+    The config is built as for training ``model`` on ``dataset`` (its ``llmhni_align_*``
+    keys apply), so the aligned vectors are the artifact training would use (reused when
+    present). ``split="valid"`` masks training items; ``"test"`` masks training and
+    validation items (DESIGN.md section 4's protocol). See :mod:`recbole_llmhni.semantic.check`.
+    """
+    from recbole_llmhni.semantic.check import alignment_check_on_splits
+
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    config = build_config(model, dataset, config_file_list, config_dict)
+    started = time.perf_counter()
+    train, valid, test = build_splits(config)
+    load_seconds = time.perf_counter() - started
+    if split == "valid":
+        result = alignment_check_on_splits(train, valid, k=k, encoder=encoder, split_name="valid")
+    else:
+        result = alignment_check_on_splits(train, test, extra_known=[valid], k=k, encoder=encoder, split_name="test")
+    result.seconds = {"load": load_seconds, **result.seconds}
+    return result
 
 
 def create_dataset(config):
@@ -37,8 +98,8 @@ def create_dataset(config):
 class PreparedRun:
     """Everything a run needs, built and seeded, before training starts.
 
-    ``setup_seconds`` is the time spent building the dataset and the model, i.e. the plugin's
-    offline stages S1-S7 (computed or loaded from their artifacts).
+    ``setup_seconds`` is the time spent building the dataset and the model, the plugin's
+    offline stages S1-S7 included (``pipeline``: their result, ``None`` for models without).
     """
 
     config: Any
@@ -49,6 +110,7 @@ class PreparedRun:
     model: Any
     trainer: Any
     setup_seconds: float
+    pipeline: Optional[PipelineResult] = None
 
 
 def prepare_run(
@@ -57,11 +119,11 @@ def prepare_run(
     config_file_list: Optional[List[str]] = None,
     config_dict: Optional[Dict[str, Any]] = None,
 ) -> PreparedRun:
-    """Config -> dataset hook -> data_preparation -> model -> trainer, as RecBole's quick start."""
+    """Config -> dataset -> data_preparation -> pipeline -> model -> trainer (module docstring)."""
     started = time.perf_counter()
     config = LLMHNIConfig(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
-    )
+    )  # every llmhni_* value checked: a bad one fails here, before anything is written
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -74,14 +136,18 @@ def prepare_run(
     logger.info(dataset_obj)
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
 
+    pipeline = None
+    if getattr(config.model_class, "needs_pipeline", False):
+        train_split = train_data._dataset  # the split RecBole hands the model
+        pipeline = LLMHNIPipeline(config).run(train_split)
+        train_split.llmhni_inputs = pipeline.model_inputs()
+
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_obj = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model_obj)
-
-    trainer_cls = compat.trusted_checkpoint_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))
-    trainer = trainer_cls(config, model_obj)
+    trainer = make_trainer(config, model_obj)
     return PreparedRun(config, dataset_obj, train_data, valid_data, test_data, model_obj, trainer,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, pipeline)
 
 
 def epochs_of(trainer: Any) -> Tuple[int, int]:
@@ -94,6 +160,33 @@ def epochs_of(trainer: Any) -> Tuple[int, int]:
     last = trainer.start_epoch + trained  # 1-based number of the last epoch trained
     best = last - int(trainer.cur_step) * int(trainer.eval_step)
     return trained, max(best, 0)
+
+
+def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], test_result: Optional[Dict[str, float]],
+               train_seconds: float) -> Dict[str, Any]:
+    """The JSON-ready record of a fitted run: what benchmarks and reports read (never log text)."""
+    config, trainer = run.config, run.trainer
+    epochs_trained, best_epoch = epochs_of(trainer)
+    plugin = getattr(config.model_class, "needs_pipeline", False)
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "test_result": {k: float(v) for k, v in (test_result or {}).items()},
+        "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
+        "valid_metric": config["valid_metric"],
+        "epochs_trained": epochs_trained,
+        "best_epoch": best_epoch,
+        "epoch_cap_reached": epochs_trained >= int(config["epochs"]),
+        "setup_seconds": run.setup_seconds,
+        "train_seconds": train_seconds,
+        "epochs": list(getattr(trainer, "epoch_records", [])),
+        "pipeline": run.pipeline.to_dict() if run.pipeline is not None else None,
+        "encoder": config_get(config, "llmhni_encoder") if plugin else None,
+        "rater": config_get(config, "llmhni_rater") if plugin and config_get(config, "llmhni_denoise") else None,
+        "noise_ratio": config_get(config, "llmhni_noise_ratio"),
+        "seed": config["seed"],
+        "device": str(config["device"]),
+    }
 
 
 def run_recbole_llmhni(
@@ -117,9 +210,10 @@ def run_recbole_llmhni(
             after every validation.
 
     Returns:
-        ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``, ``test_result``
-        (``{"recall@20": ..., ...}``), ``epochs_trained``, ``best_epoch``, plus ``model``,
-        ``dataset``, ``setup_seconds``, ``train_seconds``, ``saved_model_file`` and ``config``.
+        The run record (:func:`run_record`: ``test_result`` as ``{"recall@20": ...}``,
+        ``best_valid_result``, ``epochs_trained``, ``best_epoch``, per-epoch ``epochs``,
+        the ``pipeline``'s stage reports, ...) plus ``saved_model_file`` and the ``config``
+        object. With ``llmhni_result_file`` set, the record is also written there as JSON.
     """
     run = prepare_run(model, dataset, config_file_list, config_dict)
     config, trainer = run.config, run.trainer
@@ -130,28 +224,21 @@ def run_recbole_llmhni(
         callback_fn=callback_fn,
     )
     train_seconds = time.perf_counter() - started
-    epochs_trained, best_epoch = epochs_of(trainer)
     test_result = trainer.evaluate(
         run.test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+    record = run_record(run, best_valid_result, test_result, train_seconds)
+    record["best_valid_score"] = float(best_valid_score)
+    result_file = config_get(config, "llmhni_result_file")
+    if result_file:
+        atomic_write_json(result_file, record)
+        logger.info(f"run record written to {result_file}")
     _close_log_handlers(logger)
-    return {
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "best_valid_score": float(best_valid_score),
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": {k: float(v) for k, v in (best_valid_result or {}).items()},
-        "test_result": {k: float(v) for k, v in (test_result or {}).items()},
-        "epochs_trained": epochs_trained,
-        "best_epoch": best_epoch,
-        "setup_seconds": run.setup_seconds,
-        "train_seconds": train_seconds,
-        "saved_model_file": trainer.saved_model_file if saved else None,
-        "config": config,
-    }
+    return {**record, "valid_score_bigger": config["valid_metric_bigger"],
+            "saved_model_file": trainer.saved_model_file if saved else None, "config": config}
 
 
 def _close_log_handlers(logger: logging.Logger) -> None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_llmhni.denoise.losses import cross_graph_infonce, info_nce, view_contrast
+from recbole_llmhni.models.losses import cross_graph_infonce, info_nce, view_contrast
 
 LOSSES = [cross_graph_infonce, view_contrast]
 

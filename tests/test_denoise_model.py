@@ -7,11 +7,13 @@ import torch
 from recbole.data import data_preparation
 from recbole.utils import init_seed
 
-from recbole_llmhni.config import LLMHNIConfig
+from recbole_llmhni.config import ConfigError, LLMHNIConfig
 from recbole_llmhni.data.dataset import LLMHNIDataset
+from recbole_llmhni.models.inputs import LLMHNIInputs
+from recbole_llmhni.pipeline import LLMHNIPipeline
 
-ALL_LOW = {"llmhni_semantic_high": 3.0, "llmhni_semantic_low": 2.0}  # every view Low: candidates noisy
-ALL_HIGH = {"llmhni_semantic_high": -3.0, "llmhni_semantic_low": -3.5}  # every view High: candidates hard
+ALL_LOW = {"llmhni_semantic_thresholds": "absolute", "llmhni_semantic_high": 3.0, "llmhni_semantic_low": 2.0}  # every view Low: candidates noisy
+ALL_HIGH = {"llmhni_semantic_thresholds": "absolute", "llmhni_semantic_high": -3.0, "llmhni_semantic_low": -3.5}  # every view High: candidates hard
 
 
 def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config_dict):
@@ -37,8 +39,10 @@ def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config
     config = LLMHNIConfig(model=model, dataset="tiny", config_dict={**base, **config_dict})
     init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, LLMHNIDataset(config))
+    result = LLMHNIPipeline(config).run(train_data._dataset)
+    train_data._dataset.llmhni_inputs = result.model_inputs()
     init_seed(config["seed"], config["reproducibility"])
-    return train_data, config.model_class(config, train_data._dataset)
+    return train_data, config.model_class(config, train_data._dataset), result
 
 
 def _edges(net, users_attr, items_attr):
@@ -47,7 +51,7 @@ def _edges(net, users_attr, items_attr):
 
 @pytest.mark.parametrize("model", ["LLMHNI_LightGCN", "LLMHNI_NGCF"])
 def test_full_objective_has_three_finite_differentiable_terms(recbole_workdir, tiny_dataset, model):
-    train_data, net = _build(recbole_workdir, tiny_dataset, model, **ALL_LOW)
+    train_data, net, result = _build(recbole_workdir, tiny_dataset, model, **ALL_LOW)
     net.train()
     batch = next(iter(train_data))
     terms = net.calculate_loss(batch)
@@ -61,10 +65,10 @@ def test_full_objective_has_three_finite_differentiable_terms(recbole_workdir, t
 
 def test_noisy_positives_leave_g_prime_and_the_ranking_loss(recbole_workdir, tiny_dataset):
     # uniform negatives: the batch carries them, so the two losses below see the same negatives
-    train_data, net = _build(
+    train_data, net, result = _build(
         recbole_workdir, tiny_dataset, llmhni_lambda1=0.0, llmhni_lambda2=0.0, llmhni_neg_mode="uniform", **ALL_LOW
     )
-    graph = net.denoised_graph
+    graph = result.graph
     g, g_prime = _edges(net, "train_users", "train_items"), _edges(net, "prime_users", "prime_items")
     removed = set(zip(graph.removed.users.tolist(), graph.removed.items.tolist())) if hasattr(graph.removed, "users") else None
     assert len(graph.added) == 0 and len(graph.removed) > 0
@@ -81,15 +85,15 @@ def test_noisy_positives_leave_g_prime_and_the_ranking_loss(recbole_workdir, tin
 
 
 def test_hard_negatives_join_g_prime(recbole_workdir, tiny_dataset):
-    _, net = _build(recbole_workdir, tiny_dataset, **ALL_HIGH)
-    graph = net.denoised_graph
+    _, net, result = _build(recbole_workdir, tiny_dataset, **ALL_HIGH)
+    graph = result.graph
     g, g_prime = _edges(net, "train_users", "train_items"), _edges(net, "prime_users", "prime_items")
     assert len(graph.removed) == 0 and len(graph.added) > 0
     assert g < g_prime and len(g_prime - g) == len(graph.added)
 
 
 def test_edge_drop_views_are_redrawn_every_epoch(recbole_workdir, tiny_dataset):
-    _, net = _build(recbole_workdir, tiny_dataset, llmhni_edge_drop_rate=0.3, **ALL_LOW)
+    _, net, result = _build(recbole_workdir, tiny_dataset, llmhni_edge_drop_rate=0.3, **ALL_LOW)
     net.train()
     first = [v.to_dense() for v in net._views]
     net.train()
@@ -107,16 +111,16 @@ def test_edge_drop_views_are_redrawn_every_epoch(recbole_workdir, tiny_dataset):
     ],
 )
 def test_each_ablation_removes_exactly_its_term(recbole_workdir, tiny_dataset, switches, n_terms):
-    train_data, net = _build(recbole_workdir, tiny_dataset, **ALL_LOW, **switches)
+    train_data, net, result = _build(recbole_workdir, tiny_dataset, **ALL_LOW, **switches)
     net.train()
     loss = net.calculate_loss(next(iter(train_data)))
     assert (len(loss) if isinstance(loss, tuple) else 1) == n_terms
-    assert net.denoised_graph is not None
+    assert result.graph is not None
 
 
 def test_without_denoising_nothing_is_built_and_g_is_used(recbole_workdir, tiny_dataset):
-    train_data, net = _build(recbole_workdir, tiny_dataset, llmhni_denoise=False, **ALL_LOW)
-    assert net.denoised_graph is None and net.rec_adjacency() is net.norm_adj
+    train_data, net, result = _build(recbole_workdir, tiny_dataset, llmhni_denoise=False, **ALL_LOW)
+    assert result.graph is None and net.rec_adjacency() is net.norm_adj
     net.train()
     assert isinstance(net.calculate_loss(next(iter(train_data))), torch.Tensor)
     artifacts = recbole_workdir / "artifacts" / "tiny"
@@ -136,36 +140,39 @@ def test_llmhni_trains_with_the_openai_rater_against_a_loopback_server(recbole_w
             "llmhni_max_retries": 0,
             "llmhni_cand_max_pairs": 30,
         }
-        train_data, net = _build(recbole_workdir, tiny_dataset, **config)
+        train_data, net, result = _build(recbole_workdir, tiny_dataset, **config)
         asked = server.count()
         assert asked > 0
-        graph = net.denoised_graph
+        graph = result.graph
         assert len(graph.added) + len(graph.removed) > 0  # the server's labels changed the graph
         net.train()
         terms = net.calculate_loss(next(iter(train_data)))
         assert len(terms) == 3 and all(torch.isfinite(t).all() for t in terms)
         sum(t.sum() for t in terms).backward()
 
-        _, again = _build(recbole_workdir, tiny_dataset, **config)
+        _, again, _ = _build(recbole_workdir, tiny_dataset, **config)
         assert server.count() == asked  # ratings reused: nothing asked twice
         assert _edges(again, "prime_users", "prime_items") == _edges(net, "prime_users", "prime_items")
 
 
 @pytest.mark.parametrize("model", ["LLMHNI_LightGCN", "LLMHNI_NGCF"])
 def test_warm_start_copies_rec_pre_into_the_model(recbole_workdir, tiny_dataset, model):
-    _, cold = _build(recbole_workdir, tiny_dataset, model)
-    train_data, warm = _build(recbole_workdir, tiny_dataset, model, llmhni_warm_start=True)
-    rec_pre = train_data._dataset.rec_pre()  # the artifact the first build wrote, reloaded
-    for name, p in rec_pre.named_parameters():
-        assert torch.equal(dict(warm.named_parameters())[name].detach(), p.detach()), name
+    _, cold, _ = _build(recbole_workdir, tiny_dataset, model)
+    _, warm, result = _build(recbole_workdir, tiny_dataset, model, llmhni_warm_start=True)
+    assert result.report("S4").status == "reused"  # the artifact the first build wrote, reloaded
+    assert set(result.rec_pre_state) == {name for name, _ in warm.named_parameters()}
+    for name, p in result.rec_pre_state.items():
+        assert torch.equal(dict(warm.named_parameters())[name].detach(), p), name
     assert not torch.equal(cold.user_embedding.weight, warm.user_embedding.weight)
 
 
 def test_warm_start_from_another_backbone_is_refused(recbole_workdir, tiny_dataset):
-    _, net = _build(recbole_workdir, tiny_dataset, "LLMHNI_LightGCN")
-    other = torch.nn.Module()
-    other.user_embedding = torch.nn.Embedding(3, 5)  # not this model's shape
+    _, net, _ = _build(recbole_workdir, tiny_dataset, "LLMHNI_LightGCN")
+    other = LLMHNIInputs(rec_pre_state={"user_embedding.weight": torch.zeros(3, 5)})  # not this model's shape
     before = net.user_embedding.weight.detach().clone()
     with pytest.raises(ValueError, match="llmhni_pretrain_backbone"):
-        net.load_backbone_weights(other)
+        net._load_backbone_weights(other)
     assert torch.equal(net.user_embedding.weight, before)  # nothing copied
+    with pytest.raises(ConfigError, match="llmhni_pretrain_backbone=BackboneNGCF"):  # refused before any stage runs
+        LLMHNIConfig(model="LLMHNI_LightGCN", dataset="tiny", config_dict={
+            "data_path": tiny_dataset["data_path"], "llmhni_warm_start": True, "llmhni_pretrain_backbone": "BackboneNGCF"})

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from recbole_llmhni.config import LLMHNIConfig
+from recbole_llmhni.pipeline import LLMHNIPipeline
 from recbole_llmhni.data.dataset import LLMHNIDataset
 from recbole_llmhni.denoise.rating import pair_label
-from recbole_llmhni.denoise.store import read_tsv
+from recbole_llmhni.artifacts import read_tsv
 from recbole_llmhni.llm.prompts import PromptSet
 
 from fake_openai_server import FakeOpenAIServer, label_for_prompt
@@ -21,6 +22,10 @@ def server():
         yield srv
 
 
+def _graph(train):
+    return LLMHNIPipeline(train.config).run(train).graph
+
+
 def _train(tiny_dataset, workdir, server):
     config = LLMHNIConfig(
         model="BackboneLightGCN",
@@ -30,6 +35,7 @@ def _train(tiny_dataset, workdir, server):
             "llmhni_artifact_dir": str(workdir / "art"),
             "llmhni_cache_dir": str(workdir / "llm_cache"),
             "llmhni_rater": "openai",
+            "llmhni_neg_mode": "uniform",  # S3 off: no semantic vectors needed
             "llmhni_api_base_url": server.base_url,
             "llmhni_max_retries": 0,
             "llmhni_pretrain_epochs": 2,
@@ -70,7 +76,7 @@ def test_openai_rater_end_to_end_and_nothing_is_asked_twice(recbole_workdir, tin
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
     art = recbole_workdir / "art" / "tiny"
     train = _train(tiny_dataset, recbole_workdir, server)
-    graph = train.denoised_graph()
+    graph = LLMHNIPipeline(train.config).run(train).graph
     asked = server.count(path="/chat/completions")
 
     ratings = read_tsv(next((art / "ratings").glob("*/ratings.tsv")))
@@ -91,13 +97,13 @@ def test_openai_rater_end_to_end_and_nothing_is_asked_twice(recbole_workdir, tin
     assert "identification" in json.loads((graph.directory / "identification.json").read_text())
 
     # a second run reuses the ratings artifact: not a single request
-    again = _train(tiny_dataset, recbole_workdir, server).denoised_graph()
+    again = _graph(_train(tiny_dataset, recbole_workdir, server))
     assert server.count(path="/chat/completions") == asked
     assert np.array_equal(again.users, graph.users)
 
     # with the ratings artifact lost, S6 re-rates from the rater's SQLite cache: still no request
     for manifest in (art / "ratings").glob("*/manifest.json"):
         manifest.unlink()
-    third = _train(tiny_dataset, recbole_workdir, server).denoised_graph()
+    third = _graph(_train(tiny_dataset, recbole_workdir, server))
     assert server.count(path="/chat/completions") == asked
     assert np.array_equal(third.users, graph.users) and np.array_equal(third.items, graph.items)

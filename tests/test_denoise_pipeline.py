@@ -1,4 +1,4 @@
-"""S4-S7 end to end on the tiny dataset: artifacts, reuse, G', report, the dataset hook."""
+"""S4-S7 through LLMHNIPipeline on the tiny dataset: artifacts, reuse, G', report, stage reports."""
 import hashlib
 import json
 import logging
@@ -12,10 +12,10 @@ import torch
 from recbole_llmhni.config import LLMHNIConfig
 from recbole_llmhni.data.dataset import LLMHNIDataset
 from recbole_llmhni.data.noise import read_pairs
-from recbole_llmhni.denoise import pipeline as pipeline_module
 from recbole_llmhni.denoise import pretrain as s4
-from recbole_llmhni.denoise.store import read_tsv
+from recbole_llmhni.artifacts import read_tsv
 from recbole_llmhni.llm import Rating
+from recbole_llmhni.pipeline import LLMHNIPipeline
 
 
 class ScriptedRater:
@@ -54,6 +54,7 @@ def _split(tiny_dataset, art, **extra):
             "llmhni_cand_kp": 2,
             "llmhni_liked_items": 2,
             "show_progress": False,
+            "llmhni_neg_mode": "uniform",  # S3 off: S1-S2 run only for the semantic rater
             **extra,
         },
     )
@@ -66,25 +67,36 @@ def _raw_pairs(train, users, items):
     return set(zip(train.id2token("user_id", users).tolist(), train.id2token("item_id", items).tolist()))
 
 
-def _stage_lines(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "recbole_llmhni.denoise" and r.getMessage()[:2] in ("S4", "S5", "S6", "S7")]
+def _refuse_training(*args, **kwargs):
+    raise AssertionError("Rec_pre was trained again")
 
 
-def _forbid_training(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("Rec_pre was trained again")
+def _run(train, rater=None, trainer=None):
+    """S4-S7 (S1-S2 too for the semantic rater) on ``train``: ``(G', {stage: status})``."""
+    result = LLMHNIPipeline(train.config, rater=rater, rec_pre_trainer=trainer).run(train)
+    return result.graph, {r.stage: r.status for r in result.reports}
 
-    monkeypatch.setattr(s4, "train_rec_pre", refuse)
+
+def _vector_files(directory, train, user_z, item_z):
+    """Precomputed-encoder files holding ``user_z`` / ``item_z`` (rows by internal id) under raw ids."""
+    paths = {}
+    for kind, field, z in (("user", "user_id", user_z), ("item", "item_id", item_z)):
+        tokens = train.field2id_token[field][1:]
+        paths[kind] = directory / f"{kind}_{abs(hash(z.tobytes())) % 10**8}.npz"
+        np.savez(paths[kind], ids=np.asarray(tokens), embeddings=z[1:])
+    return {"llmhni_encoder": "precomputed", "llmhni_use_alignment": False,
+            "llmhni_precomputed_user_emb": str(paths["user"]), "llmhni_precomputed_item_emb": str(paths["item"])}
 
 
 def test_g_prime_follows_the_ratings_and_a_second_run_reuses_everything(recbole_workdir, tiny_dataset, caplog, monkeypatch):
     art = recbole_workdir / "art"
     train, _ = _split(tiny_dataset, art)
     rater = ScriptedRater()
-    with caplog.at_level(logging.INFO, logger="recbole_llmhni.denoise"):
-        graph = train.denoised_graph(rater=rater)
-    first = _stage_lines(caplog)
-    assert [line.split(":")[0] for line in first if "computed in" in line] == ["S4 pretrain", "S5 candidates", "S6 rate", "S7 rewrite"]
+    with caplog.at_level(logging.INFO, logger="recbole_llmhni.pipeline"):
+        graph, first = _run(train, rater)
+    assert first == {"S1 encode": "off", "S2 align": "off", "S4 pretrain": "computed", "S5 candidates": "computed",
+                     "S6 rate": "computed", "S7 rewrite": "computed"}
+    assert "S4 pretrain: computed in" in caplog.text  # one line per stage
     assert rater.calls == 1
 
     # G' = G - noisy low-score positives + hard high-score negatives, from the rater's own views
@@ -113,32 +125,24 @@ def test_g_prime_follows_the_ratings_and_a_second_run_reuses_everything(recbole_
         assert (uv, iv) == ScriptedRater.views(u, i)
 
     # second run, fresh objects: nothing trained, nothing rated, the same G'
-    caplog.clear()
-    _forbid_training(monkeypatch)
     train2, _ = _split(tiny_dataset, art)
     rater2 = ScriptedRater()
-    with caplog.at_level(logging.INFO, logger="recbole_llmhni.denoise"):
-        again = train2.denoised_graph(rater=rater2)
-    second = _stage_lines(caplog)
+    again, second = _run(train2, rater2, _refuse_training)
     assert rater2.calls == 0
-    assert not [line for line in second if "computed" in line]
-    assert second[0].startswith("S4 pretrain: skipped, S5 candidates are cached")
-    assert [line.split(":")[0] for line in second if "reused" in line] == ["S5 candidates", "S6 rate", "S7 rewrite"]
+    assert second == {"S1 encode": "off", "S2 align": "off", "S4 pretrain": "skipped", "S5 candidates": "reused",
+                      "S6 rate": "reused", "S7 rewrite": "reused"}
     assert _raw_pairs(train2, again.users, again.items) == _raw_pairs(train, graph.users, graph.items)
 
 
 def test_changed_candidate_setting_reuses_rec_pre_and_a_killed_stage_is_redone(recbole_workdir, tiny_dataset, caplog, monkeypatch):
     art = recbole_workdir / "art"
     train, _ = _split(tiny_dataset, art)
-    train.denoised_graph(rater=ScriptedRater())
+    _run(train, ScriptedRater())
 
-    _forbid_training(monkeypatch)
     train, _ = _split(tiny_dataset, art, llmhni_cand_kn=1)
     rater = ScriptedRater()
-    with caplog.at_level(logging.INFO, logger="recbole_llmhni.denoise"):
-        graph = train.denoised_graph(rater=rater)
-    lines = _stage_lines(caplog)
-    assert lines[0].startswith("S4 pretrain: reused")
+    graph, stages = _run(train, rater, _refuse_training)
+    assert stages["S4 pretrain"] == "reused"
     assert rater.calls == 1
     assert len(rater.requests) == graph.counts["candidates_neg"] + graph.counts["candidates_pos"]
     assert graph.counts["candidates_neg"] == 30  # k_n = 1 per user (30 users)
@@ -146,22 +150,18 @@ def test_changed_candidate_setting_reuses_rec_pre_and_a_killed_stage_is_redone(r
     # a run killed while rating leaves no manifest: S6 (and only S6 onwards) is redone
     for manifest in (art / "tiny" / "ratings").glob("*/manifest.json"):
         manifest.unlink()
-    caplog.clear()
     rater = ScriptedRater()
-    with caplog.at_level(logging.INFO, logger="recbole_llmhni.denoise"):
-        again = train.denoised_graph(rater=rater)
-    lines = _stage_lines(caplog)
+    again, stages = _run(train, rater, _refuse_training)
     assert rater.calls == 1
-    assert [line.split(":")[0] for line in lines if "reused" in line] == ["S5 candidates", "S7 rewrite"]
-    assert any(line.startswith("S6 rate: computed") for line in lines)
+    assert [stages[s] for s in ("S4 pretrain", "S5 candidates", "S6 rate", "S7 rewrite")] == ["skipped", "reused", "computed", "reused"]
     assert np.array_equal(again.users, graph.users) and np.array_equal(again.items, graph.items)
 
 
 def test_identification_report_against_injected_noise(recbole_workdir, tiny_dataset, caplog):
     art = recbole_workdir / "art"
     train, _ = _split(tiny_dataset, art, llmhni_noise_ratio=0.25, llmhni_cand_kp=3)
-    with caplog.at_level(logging.INFO, logger="recbole_llmhni.denoise"):
-        graph = train.denoised_graph(rater=ScriptedRater())
+    with caplog.at_level(logging.INFO, logger="recbole_llmhni.pipeline"):
+        graph, _ = _run(train, ScriptedRater())
     report = json.loads((graph.directory / "identification.json").read_text())
     assert report == graph.report
     ident = report["identification"]
@@ -181,16 +181,17 @@ def test_identification_report_against_injected_noise(recbole_workdir, tiny_data
 
 
 def test_semantic_rater_labels_follow_the_relevance(recbole_workdir, tiny_dataset, caplog):
-    train, _ = _split(tiny_dataset, recbole_workdir / "art", llmhni_rater="semantic",
-                      llmhni_semantic_high=0.3, llmhni_semantic_low=-0.3)
-    with pytest.raises(ValueError, match="no relevance was given"):
-        train.denoised_graph()
+    semantic = {"llmhni_rater": "semantic", "llmhni_semantic_thresholds": "absolute", "llmhni_semantic_high": 0.3, "llmhni_semantic_low": -0.3}
+    train, _ = _split(tiny_dataset, recbole_workdir / "art", **semantic)
     rng = np.random.default_rng(0)
     user_z = rng.normal(size=(train.user_num, 8)).astype(np.float32)
     item_z = rng.normal(size=(train.item_num, 8)).astype(np.float32)
     user_z /= np.linalg.norm(user_z, axis=1, keepdims=True)
     item_z /= np.linalg.norm(item_z, axis=1, keepdims=True)
-    graph = train.denoised_graph(relevance=(torch.from_numpy(user_z), item_z))
+    user_z[0] = item_z[0] = 0.0  # padding
+    train, _ = _split(tiny_dataset, recbole_workdir / "art", **semantic, **_vector_files(recbole_workdir, train, user_z, item_z))
+    graph, stages = _run(train)
+    assert stages["S1 encode"] == "computed" and stages["S2 align"] == "off"  # s(u,i) = the files' cosine
     ratings = read_tsv(next((recbole_workdir / "art" / "tiny" / "ratings").glob("*/ratings.tsv")),
                        {"user_relevance": float, "item_relevance": float})
     label = lambda s: "High" if s >= 0.3 else ("Low" if s < -0.3 else "Medium")  # noqa: E731
@@ -202,23 +203,21 @@ def test_semantic_rater_labels_follow_the_relevance(recbole_workdir, tiny_datase
     assert graph.counts["hard"] == int(((ratings["user_view"] == "High") & (ratings["item_view"] == "High")).sum())
 
     # other relevance values are other requests: S6 is redone (S5 reused), with the new values
-    with caplog.at_level(logging.INFO, logger="recbole_llmhni.denoise"):
-        flipped = train.denoised_graph(relevance=(user_z, -item_z))
-    lines = _stage_lines(caplog)
-    assert lines[1].startswith("S5 candidates: reused") and lines[2].startswith("S6 rate: ")
-    assert any(line.startswith("S6 rate: computed") for line in lines)
+    train, _ = _split(tiny_dataset, recbole_workdir / "art", **semantic, **_vector_files(recbole_workdir, train, user_z, -item_z))
+    flipped, stages = _run(train, trainer=_refuse_training)
+    assert stages["S5 candidates"] == "reused" and stages["S6 rate"] == "computed"
     assert flipped.counts["hard"] != graph.counts["hard"] or flipped.counts["noisy"] != graph.counts["noisy"]
 
 
 def test_denoise_off_is_g_and_other_splits_are_refused(recbole_workdir, tiny_dataset):
     art = recbole_workdir / "art"
     train, valid = _split(tiny_dataset, art, llmhni_denoise=False)
-    graph = train.denoised_graph()
-    assert not graph.enabled and len(graph.added) == len(graph.removed) == 0
-    assert _raw_pairs(train, graph.users, graph.items) == set(tiny_dataset["splits"]["train"])
-    assert not (art / "tiny" / "pretrain").exists()
+    graph, stages = _run(train, ScriptedRater(), _refuse_training)
+    assert graph is None and set(stages.values()) == {"off"}
+    assert not (art / "tiny").exists() or not any((art / "tiny").iterdir())
+    train, valid = _split(tiny_dataset, art)
     with pytest.raises(RuntimeError, match="training split"):
-        valid.denoised_graph()
+        _run(valid, ScriptedRater(), _refuse_training)
 
 
 def test_random_streams_do_not_depend_on_reuse(recbole_workdir, tiny_dataset):
@@ -227,14 +226,14 @@ def test_random_streams_do_not_depend_on_reuse(recbole_workdir, tiny_dataset):
     for _ in range(2):
         train, _ = _split(tiny_dataset, recbole_workdir / "art")
         torch.manual_seed(7), np.random.seed(7), random.seed(7)
-        train.denoised_graph(rater=ScriptedRater())
+        _run(train, ScriptedRater())
         draws.append((torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()))
     assert draws[0] == draws[1]
 
 
 def test_membership_helpers(recbole_workdir, tiny_dataset):
     train, _ = _split(tiny_dataset, recbole_workdir / "art")
-    graph = train.denoised_graph(rater=ScriptedRater())
+    graph, _ = _run(train, ScriptedRater())
     u, i = torch.from_numpy(graph.removed.users), torch.from_numpy(graph.removed.items)
     assert graph.is_removed(u, i).all() and not graph.contains(u, i).any()
     assert graph.contains(graph.users, graph.items).all() and not graph.is_removed(graph.users, graph.items).any()
@@ -250,7 +249,7 @@ def test_rec_pre_checkpoint_round_trip(recbole_workdir, tiny_dataset, model):
     train, _, _ = LLMHNIDataset(config).build()
     assert s4.backbone_name(config) == model
     material = s4.pretrain_material(config, model, "edges")
-    from recbole_llmhni.denoise.store import StageDir
+    from recbole_llmhni.artifacts import StageDir
 
     stage = StageDir(config, "pretrain", "k")
     trained = s4.train_rec_pre(config, train, material)
@@ -267,7 +266,3 @@ def test_checkpoint_rows_are_mapped_by_raw_id():
     out = s4._remap_rows(fresh, saved, ["[PAD]", "a", "b", "c"], np.array(["[PAD]", "c", "x", "a"]))
     assert out.tolist() == [[0, 1], [6, 7], [-1, -1], [2, 3]]  # x is new: keeps its fresh row
     assert s4._remap_rows(fresh, saved, ["[PAD]", "a"], np.array(["[PAD]", "a"])) is saved
-
-
-def test_defaults_are_documented():
-    assert pipeline_module.DEFAULTS["llmhni_pretrain_epochs"] == s4.DEFAULT_PRETRAIN_EPOCHS

@@ -13,7 +13,7 @@ from recbole_llmhni.denoise.rating import (
 )
 from recbole_llmhni.denoise.report import format_report, identification_report
 from recbole_llmhni.denoise.rewrite import EdgeList, edge_changes, rewrite_edges
-from recbole_llmhni.denoise.store import edges_fingerprint, read_tsv, write_tsv
+from recbole_llmhni.artifacts import edges_fingerprint, read_tsv, write_tsv
 
 # 4 users (0 = padding), 7 items (0 = padding); scores[u, i] given exactly
 SCORES = np.array(

@@ -13,7 +13,7 @@ import pytest
 import recbole
 from fake_openai_server import FakeOpenAIServer, RateLimit, embedding_for
 from recbole_llmhni.data.profiles import write_profiles
-from recbole_llmhni.data.safe_pickle import UnsafePickleError
+from recbole_llmhni.artifacts.safe_pickle import UnsafePickleError
 from recbole_llmhni.llm import make_encoder
 from recbole_llmhni.llm.encoders import OpenAIEmbeddingEncoder, SentenceTransformerEncoder
 from recbole_llmhni.llm.precomputed import PrecomputedEncoder

@@ -208,7 +208,7 @@ def test_dry_run_plan_sends_nothing(server, tmp_path):
 
 # ----------------------------------------------------------------------------- semantic stand-in
 def test_semantic_stand_in_thresholds_and_naming(caplog):
-    rater = make_rater({"llmhni_rater": "semantic", "llmhni_semantic_high": 0.6, "llmhni_semantic_low": 0.3})
+    rater = make_rater({"llmhni_rater": "semantic", "llmhni_semantic_thresholds": "absolute", "llmhni_semantic_high": 0.6, "llmhni_semantic_low": 0.3})
     assert isinstance(rater, SemanticRater) and rater.is_stand_in
     assert "stand-in" in rater.name
     reqs = [
@@ -230,14 +230,14 @@ def test_semantic_stand_in_thresholds_and_naming(caplog):
 
 @pytest.mark.parametrize("bad", [None, math.nan])
 def test_semantic_rater_requires_relevance(bad):
-    rater = SemanticRater()
+    rater = SemanticRater(0.5, 0.2)
     with pytest.raises(ValueError, match=r"request #1 \(user 'u7', item 'i9'\).*alignment stage"):
         rater.rate([RatingRequest("u", "i", user_relevance=0.1, item_relevance=0.1),
                     RatingRequest("u7", "i9", user_relevance=0.5, item_relevance=bad)])
 
 
 def test_rating_serialises():
-    rating = SemanticRater().rate([RatingRequest("u1", "i1", user_relevance=0.9, item_relevance=0.9)])[0]
+    rating = SemanticRater(0.5, 0.2).rate([RatingRequest("u1", "i1", user_relevance=0.9, item_relevance=0.9)])[0]
     assert json.loads(json.dumps(rating.to_dict())) == {
         "user_id": "u1", "item_id": "i1", "user_view": "High", "item_view": "High", "hard": True,
     }

@@ -8,7 +8,10 @@ import pytest
 
 from recbole_llmhni.llm.prompts import LABELS, PromptSet, as_data, parse_rating, response_format
 from recbole_llmhni.llm.redact import MASK, RedactingFormatter, redact, register_secret
-from recbole_llmhni.llm.settings import DEFAULTS, LLMSettings, config_get
+from recbole_llmhni.config import config_get, plugin_defaults
+from recbole_llmhni.llm.settings import LLM_KEYS, LLMSettings
+
+DEFAULTS = {key: plugin_defaults()[key] for key in LLM_KEYS}  # the shipped YAML's values
 
 
 class RecBoleLikeConfig:
@@ -56,7 +59,7 @@ def test_recbole_config_with_missing_and_none_values():
         ("llmhni_rater", "gpt", ["llmhni_rater", "semantic"]),
         ("llmhni_max_concurrency", 0, ["llmhni_max_concurrency", ">= 1"]),
         ("llmhni_response_format", "xml", ["json_schema", "json_object", "none"]),
-        ("llmhni_request_timeout", "soon", ["llmhni_request_timeout", "float"]),
+        ("llmhni_request_timeout", "soon", ["llmhni_request_timeout", "number"]),
     ],
 )
 def test_bad_values_name_the_key_and_the_choices(key, value, words):

@@ -1,4 +1,5 @@
 """S2 alignment: pseudo-labels from training edges only, the InfoNCE loss, training, the cached artifact."""
+import dataclasses
 import hashlib
 import json
 from typing import Mapping, Optional
@@ -9,6 +10,7 @@ import torch
 
 from recbole_llmhni.config import LLMHNIConfig
 from recbole_llmhni.data.dataset import LLMHNIDataset
+from recbole_llmhni.pipeline import LLMHNIPipeline
 from recbole_llmhni.semantic import store
 from recbole_llmhni.semantic.alignment import (
     AlignmentSettings,
@@ -34,6 +36,20 @@ class HashEncoder:
             for t in texts.values()
         ]
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), 16)
+
+
+def _settings(**overrides) -> AlignmentSettings:
+    """The shipped S2 settings with ``overrides``."""
+    return dataclasses.replace(AlignmentSettings.from_config({}), **overrides)
+
+
+def _raw(train, encoder):
+    return store.encode_profiles(train.config, store.SemanticInputs.from_dataset(train), encoder)
+
+
+def _aligned(train, encoder):
+    inputs = store.SemanticInputs.from_dataset(train)
+    return store.aligned_embeddings(train.config, inputs, store.encode_profiles(train.config, inputs, encoder))
 
 
 def _train_split(data_path, **config):
@@ -67,7 +83,7 @@ def test_pseudo_labels_are_each_users_top_n_training_items_by_raw_cosine():
 
 def test_pseudo_labels_come_from_the_training_split_only(recbole_workdir, tiny_dataset):
     full, (train, _, _) = _train_split(tiny_dataset["data_path"])
-    raw = store.encode_profiles(train, HashEncoder())
+    raw = _raw(train, HashEncoder())
     users, items = train.train_edges()
     pu, pi = pseudo_labels(users, items, raw.user, raw.item, top_n=50)
     labelled = set(zip(full.id2token("user_id", pu), full.id2token("item_id", pi)))
@@ -108,7 +124,7 @@ def _structured_inputs(seed: int = 0):
 
 def test_alignment_loss_decreases_on_a_tiny_fixture():
     user_emb, item_emb, users, items = _structured_inputs()
-    settings = AlignmentSettings(epochs=15, batch_size=64, hidden_size=32, output_size=8, seed=1)
+    settings = _settings(epochs=15, batch_size=64, hidden_size=32, output_size=8, seed=1)
     result = train_alignment(user_emb, item_emb, users, items, settings)
     assert len(result.losses) == 15
     assert result.losses[-1] < result.losses[0] - 0.25
@@ -120,7 +136,7 @@ def test_alignment_loss_decreases_on_a_tiny_fixture():
 
 def test_alignment_is_seeded_and_leaves_the_global_random_stream_alone():
     user_emb, item_emb, users, items = _structured_inputs()
-    settings = AlignmentSettings(epochs=2, batch_size=64, hidden_size=32, output_size=8, seed=5)
+    settings = _settings(epochs=2, batch_size=64, hidden_size=32, output_size=8, seed=5)
     before = torch.get_rng_state()
     first = train_alignment(user_emb, item_emb, users, items, settings)
     assert torch.equal(torch.get_rng_state(), before)
@@ -140,11 +156,11 @@ def test_shared_and_separate_projections():
 
 def test_settings_reject_bad_values_and_read_config_keys():
     with pytest.raises(ValueError, match="temperature"):
-        AlignmentSettings(temperature=0)
+        _settings(temperature=0)
     with pytest.raises(ValueError, match="top_n"):
-        AlignmentSettings(top_n=0)
+        _settings(top_n=0)
     s = AlignmentSettings.from_config({"llmhni_align_top_n": 7, "llmhni_align_shared": True, "seed": 3})
-    assert (s.top_n, s.shared, s.seed, s.epochs) == (7, True, 3, AlignmentSettings().epochs)
+    assert (s.top_n, s.shared, s.seed, s.epochs) == (7, True, 3, 40)  # 40: the shipped llmhni_align_epochs
 
 
 # ---------------------------------------------------------------------------- cached artifact
@@ -152,31 +168,46 @@ def test_aligned_embeddings_are_reused_and_recomputed_when_an_input_changes(recb
     art = str(recbole_workdir / "artifacts")
     full, (train, _, _) = _train_split(tiny_dataset["data_path"], llmhni_artifact_dir=art)
     encoder = HashEncoder()
-    first = store.aligned_embeddings(train, encoder)
-    assert not first.reused and first.path.is_file()
-    with np.load(first.path, allow_pickle=False) as stored:
+    first = _aligned(train, encoder)
+    path = first.stage.file("aligned.npz")
+    assert not first.reused and path.is_file() and first.stage.is_complete()
+    with np.load(path, allow_pickle=False) as stored:
         assert set(stored["user_ids"].tolist()) == set(tiny_dataset["users"])  # raw tokens, not internal ids
         assert set(stored["item_ids"].tolist()) == set(tiny_dataset["items"])
         assert stored["user_z"].dtype == np.float32 and any(k.startswith("mlp.") for k in stored.files)
-        meta = json.loads(str(stored["meta"]))
-    assert meta["inputs"]["encoder"] == HashEncoder.name and meta["key"].startswith(first.path.stem[len("aligned-"):])
+    material = first.stage.manifest()["material"]
+    assert material["encode"] == _raw(train, encoder).key and material["alignment"]["epochs"] == 3
 
-    again = store.aligned_embeddings(train, encoder)
-    assert again.reused and again.path == first.path
+    again = _aligned(train, encoder)
+    assert again.reused and again.stage.path == first.stage.path
     assert np.array_equal(again.user, first.user) and np.array_equal(again.item, first.item)
     # row i of the loaded matrix belongs to the same raw id as before
     token = tiny_dataset["users"][3]
     assert np.array_equal(again.user[full.token2id("user_id", token)], first.user[full.token2id("user_id", token)])
 
     _, (train_more_epochs, _, _) = _train_split(tiny_dataset["data_path"], llmhni_artifact_dir=art, llmhni_align_epochs=4)
-    changed = store.aligned_embeddings(train_more_epochs, encoder)
-    assert not changed.reused and changed.path != first.path
+    changed = _aligned(train_more_epochs, encoder)
+    assert not changed.reused and changed.stage.path != first.stage.path
+
+
+def test_s1_is_a_stage_directory_and_a_reused_one_calls_no_encoder(recbole_workdir, tiny_dataset):
+    art = str(recbole_workdir / "artifacts")
+    _, (train, _, _) = _train_split(tiny_dataset["data_path"], llmhni_artifact_dir=art)
+    first = _raw(train, HashEncoder())
+    assert not first.reused and first.stage.file("user.npz").is_file() and first.stage.file("item.npz").is_file()
+
+    class Refusing(HashEncoder):
+        def encode(self, texts, kind=None):
+            raise AssertionError("S1 encoded again")
+
+    again = _raw(train, Refusing())
+    assert again.reused and np.array_equal(again.user, first.user) and np.array_equal(again.item, first.item)
 
 
 def test_artifact_depends_on_training_edges_not_on_held_out_ones(recbole_workdir, tiny_dataset):
     art = str(recbole_workdir / "artifacts")
     _, (train, _, _) = _train_split(tiny_dataset["data_path"], llmhni_artifact_dir=art)
-    first = store.aligned_embeddings(train, HashEncoder())
+    first = _aligned(train, HashEncoder())
 
     # new held-out interactions: same training data -> the artifact is reused
     directory = tiny_dataset["dir"]
@@ -186,35 +217,37 @@ def test_artifact_depends_on_training_edges_not_on_held_out_ones(recbole_workdir
         path.write_text("\n".join(lines[:-3]) + "\n")
     _, (train_b, valid_b, _) = _train_split(tiny_dataset["data_path"], llmhni_artifact_dir=art)
     assert len(valid_b.inter_feat) == len(tiny_dataset["splits"]["valid"]) - 3
-    assert store.aligned_embeddings(train_b, HashEncoder()).reused
+    assert _aligned(train_b, HashEncoder()).reused
 
     # one training interaction fewer -> recomputed
     path = directory / "tiny.train.inter"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n")
     _, (train_c, _, _) = _train_split(tiny_dataset["data_path"], llmhni_artifact_dir=art)
-    recomputed = store.aligned_embeddings(train_c, HashEncoder())
-    assert not recomputed.reused and recomputed.path != first.path
+    recomputed = _aligned(train_c, HashEncoder())
+    assert not recomputed.reused and recomputed.stage.path != first.stage.path
 
 
-def test_semantic_embeddings_raw_or_aligned_through_the_dataset_hook(recbole_workdir, tiny_dataset, monkeypatch):
-    monkeypatch.setattr(store, "_make_encoder", lambda config: HashEncoder())
+@pytest.mark.parametrize("aligned", [True, False])
+def test_pipeline_gives_raw_or_aligned_vectors_of_the_training_split_only(recbole_workdir, tiny_dataset, aligned):
     _, (train, valid, _) = _train_split(
-        tiny_dataset["data_path"], llmhni_artifact_dir=str(recbole_workdir / "artifacts")
+        tiny_dataset["data_path"], llmhni_artifact_dir=str(recbole_workdir / "artifacts"),
+        llmhni_use_alignment=aligned, llmhni_denoise=False,
     )
-    raw_u, raw_i = train.semantic_embeddings(aligned=False)
-    al_u, al_i = train.semantic_embeddings()  # llmhni_use_alignment defaults to True
-    assert raw_u.shape == (train.user_num, 16) and al_u.shape == (train.user_num, AlignmentSettings().output_size)
-    assert raw_i.shape[0] == al_i.shape[0] == train.item_num
-    for matrix in (raw_u, raw_i, al_u, al_i):
+    result = LLMHNIPipeline(train.config, encoder=HashEncoder()).run(train)
+    user, item = result.semantic_user, result.semantic_item
+    assert user.shape == (train.user_num, 64 if aligned else 16) and item.shape[0] == train.item_num
+    assert result.report("S2").status == ("computed" if aligned else "off")
+    assert np.array_equal(user, result.raw_user) != aligned
+    for matrix in (user, item):
         assert not matrix[0].any()  # padding
         assert np.allclose(np.linalg.norm(matrix[1:], axis=1), 1.0, atol=1e-5)
     with pytest.raises(RuntimeError, match="training split"):
-        valid.semantic_embeddings()
+        LLMHNIPipeline(valid.config, encoder=HashEncoder()).run(valid)
 
 
 @pytest.mark.parametrize("model", ["LLMHNI_LightGCN", "LLMHNI_NGCF", "BPR"])
-def test_yaml_defaults_and_code_defaults_agree(model):
-    """Models without the LLMHNI YAML (e.g. a baseline asked for semantic embeddings) align the same way."""
+def test_every_model_reads_the_same_alignment_settings(recbole_workdir, model):
+    """Baselines get the plugin's keys too (one overall.yaml), so S2 is the same whoever asks."""
     config = LLMHNIConfig(model=model, dataset="ml-100k", config_dict={})
-    assert AlignmentSettings.from_config(config) == AlignmentSettings(seed=config["seed"])
+    assert AlignmentSettings.from_config(config) == _settings(seed=config["seed"])

@@ -6,7 +6,8 @@ import pytest
 import scipy.sparse as sp
 
 from recbole_llmhni.__main__ import main
-from recbole_llmhni.semantic.check import RANKERS, alignment_check, recall_at_k
+from recbole_llmhni.quick_start import alignment_check
+from recbole_llmhni.semantic.check import RANKERS, recall_at_k
 
 N_TOPICS, ITEMS_PER_TOPIC, N_USERS = 3, 10, 60
 
@@ -101,4 +102,4 @@ def test_align_check_command_prints_the_table(recbole_workdir, capsys):
 
 def test_align_check_reports_bad_input_as_one_line(recbole_workdir, capsys):
     assert main(["align-check", "--dataset=topics", "--set", "oops"]) == 2
-    assert "--set expects KEY=VALUE" in capsys.readouterr().err
+    assert "expected KEY=VALUE" in capsys.readouterr().err

@@ -8,7 +8,9 @@ from recbole.data import data_preparation
 from recbole.utils import init_seed
 
 from recbole_llmhni import registry
-from recbole_llmhni.config import LLMHNIConfig
+from recbole_llmhni.config import ConfigError, LLMHNIConfig
+from recbole_llmhni.models.inputs import MissingInputsError
+from recbole_llmhni.pipeline import LLMHNIPipeline
 from recbole_llmhni.data.dataset import LLMHNIDataset
 from recbole_llmhni.models.backbones import BackboneLightGCN
 from recbole_llmhni.models.llmhni import LLMHNI_LightGCN, LLMHNI_NGCF
@@ -41,6 +43,8 @@ def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config
     init_seed(config["seed"], config["reproducibility"])
     dataset = LLMHNIDataset(config)
     train_data, _, _ = data_preparation(config, dataset)
+    if getattr(config.model_class, "needs_pipeline", False):
+        train_data._dataset.llmhni_inputs = LLMHNIPipeline(config).run(train_data._dataset).model_inputs()
     init_seed(config["seed"], config["reproducibility"])
     model_obj = config.model_class(config, train_data._dataset).to(config["device"])
     return config, train_data, model_obj
@@ -137,8 +141,13 @@ def test_uniform_mode_trains_exactly_like_the_backbone_and_skips_the_semantic_st
 
 def test_without_alignment_relevance_is_the_raw_cosine(recbole_workdir, tiny_dataset):
     _, train_data, net = _build(recbole_workdir, tiny_dataset, llmhni_use_alignment=False)
-    raw_user, raw_item = train_data._dataset.semantic_embeddings(aligned=False)
-    assert torch.equal(net.semantic_user.cpu(), torch.from_numpy(raw_user))
+    train = train_data._dataset
+    with np.load(recbole_workdir / "user_emb.npz") as stored:  # the vector file, rows by raw id
+        row = {str(t): r for r, t in enumerate(stored["ids"].tolist())}
+        expected = stored["embeddings"][[row[t] for t in train.field2id_token["user_id"][1:]]]
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(net.semantic_user[1:].cpu().numpy(), expected, atol=1e-6)
+    assert not net.semantic_user[0].any()  # padding
     assert net.semantic_user.shape[1] == 12  # the vector files' width, not the MLP's output
     _, _, aligned = _build(recbole_workdir, tiny_dataset)
     assert aligned.semantic_user.shape[1] == 64
@@ -169,8 +178,17 @@ def test_thresholds_are_quantiles_of_each_users_training_relevance(recbole_workd
             {"llmhni_neg_mode": "dns", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "dynamic": True, "candidate_num": 4}},
             "dynamic",
         ),
+        ({"llmhni_neg_topk": 9, "llmhni_neg_candidates": 8}, "llmhni_neg_topk"),
     ],
 )
 def test_bad_switches_are_refused(recbole_workdir, tiny_dataset, config, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         _build(recbole_workdir, tiny_dataset, **config)
+    assert not (recbole_workdir / "artifacts").exists()  # refused before any stage ran
+
+
+def test_a_model_built_without_the_pipeline_says_how_to_build_it(recbole_workdir, tiny_dataset):
+    config = LLMHNIConfig(model="LLMHNI_LightGCN", dataset="tiny", config_dict={"data_path": tiny_dataset["data_path"]})
+    train_data, _, _ = data_preparation(config, LLMHNIDataset(config))
+    with pytest.raises(MissingInputsError, match="run_recbole_llmhni"):
+        config.model_class(config, train_data._dataset)

@@ -34,11 +34,13 @@ import contextlib
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+from recbole_llmhni.artifacts.files import atomic_write_text, read_jsonl
+from recbole_llmhni.artifacts.vectors import write_vector_npz
+from recbole_llmhni.cli.args import parse_key_values
 
 __all__ = ["register", "run_encode", "run_label", "load_settings", "read_pairs"]
 
@@ -102,20 +104,13 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 # --------------------------------------------------------------------------- settings
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def load_settings(args: argparse.Namespace, flags: Mapping[str, Any]) -> "Any":
     """The :class:`LLMSettings` of a command: YAML files, then ``--set``, then ``flags``."""
     import yaml
 
-    from recbole_llmhni.llm.settings import DEFAULTS, LLMSettings
+    from recbole_llmhni.llm.settings import LLM_KEYS, LLMSettings
+
+    allowed = set(LLM_KEYS) | {"show_progress"}
 
     config: Dict[str, Any] = {}
     for path in args.config:
@@ -128,14 +123,10 @@ def load_settings(args: argparse.Namespace, flags: Mapping[str, Any]) -> "Any":
             raise ValueError(f"{path}: not valid YAML ({exc})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of keys to values at the top level")
-        config.update({k: v for k, v in data.items() if k in DEFAULTS or k == "show_progress"})
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or (key not in DEFAULTS and key != "show_progress"):
-            known = ", ".join(sorted(DEFAULTS))
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of: {known}")
-        config[key] = _parse_value(value)
+        config.update({k: v for k, v in data.items() if k in allowed})
+    config.update(parse_key_values(args.overrides, allowed))
+    # pairs from a file have no training positives to calibrate quantiles on: relevance values
+    config.setdefault("llmhni_semantic_thresholds", "absolute")
     common = {
         "llmhni_api_base_url": args.base_url,
         "llmhni_max_concurrency": args.max_concurrency,
@@ -188,65 +179,31 @@ def _report_llm_error(exc: BaseException) -> int:
 
 
 # --------------------------------------------------------------------------- files
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_npz(path: Path, ids: Sequence[str], vectors: Any) -> None:
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, ids=np.asarray(list(ids), dtype=str), embeddings=vectors)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+PAIRS_EXAMPLE = '{"user_id": "<raw id>", "item_id": "<raw id>"}'
 
 
 def read_pairs(path: Path) -> List[Dict[str, Any]]:
     """Read a pairs file; errors name the file, the line and the fix."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: pairs file not found")
     pairs: List[Dict[str, Any]] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(record, dict) or "user_id" not in record or "item_id" not in record:
-                raise ValueError(
-                    f"{path}, line {lineno}: expected an object with 'user_id' and 'item_id' "
-                    "(optional: 'liked_item_ids', 'user_relevance', 'item_relevance')."
-                )
-            liked = record.get("liked_item_ids", [])
-            if not isinstance(liked, list):
-                raise ValueError(f"{path}, line {lineno}: 'liked_item_ids' must be a list of item ids.")
-            for name in ("user_relevance", "item_relevance"):
-                value = record.get(name)
-                if value is not None and (
-                    isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                ):
-                    raise ValueError(f"{path}, line {lineno}: '{name}' must be a finite number, not {value!r}.")
-            record["_line"] = lineno
-            record["user_id"], record["item_id"] = str(record["user_id"]), str(record["item_id"])
-            record["liked_item_ids"] = [str(i) for i in liked]
-            pairs.append(record)
+    for lineno, record in read_jsonl(path, "pairs file", PAIRS_EXAMPLE):
+        if "user_id" not in record or "item_id" not in record:
+            raise ValueError(
+                f"{path}, line {lineno}: expected an object with 'user_id' and 'item_id' "
+                "(optional: 'liked_item_ids', 'user_relevance', 'item_relevance')."
+            )
+        liked = record.get("liked_item_ids", [])
+        if not isinstance(liked, list):
+            raise ValueError(f"{path}, line {lineno}: 'liked_item_ids' must be a list of item ids.")
+        for name in ("user_relevance", "item_relevance"):
+            value = record.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
+                raise ValueError(f"{path}, line {lineno}: '{name}' must be a finite number, not {value!r}.")
+        record["_line"] = lineno
+        record["user_id"], record["item_id"] = str(record["user_id"]), str(record["item_id"])
+        record["liked_item_ids"] = [str(i) for i in liked]
+        pairs.append(record)
     return pairs
 
 
@@ -316,7 +273,7 @@ def run_encode(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 print("interrupted: vectors computed so far are cached; run again to continue.", file=sys.stderr)
                 return EXIT_INTERRUPTED
-            _atomic_write_npz(Path(args.output), list(profiles), vectors)
+            write_vector_npz(Path(args.output), list(profiles), vectors)
             stats = encoder.stats
             print(
                 f"encoded {stats.get('requested', len(profiles)):,} profiles "
@@ -361,7 +318,7 @@ def run_label(args: argparse.Namespace) -> int:
                 print("interrupted: answers received so far are cached; run again to continue.", file=sys.stderr)
                 return EXIT_INTERRUPTED
             output = Path(args.output)
-            _atomic_write_text(output, "".join(json.dumps(r.to_dict()) + "\n" for r in ratings))
+            atomic_write_text(output, "".join(json.dumps(r.to_dict()) + "\n" for r in ratings))
             summary = {
                 "rater": rater.name,
                 "stand_in": rater.is_stand_in,
@@ -374,7 +331,7 @@ def run_label(args: argparse.Namespace) -> int:
                 "settings": settings.public_dict(),
             }
             summary_path = output.with_name(output.name + ".summary.json")
-            _atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
             kind = " (offline STAND-IN for an LLM)" if rater.is_stand_in else ""
             print(
                 f"rated {len(ratings):,} pairs with {rater.name}{kind}: {summary['hard']:,} hard, "

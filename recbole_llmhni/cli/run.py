@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import List, Optional
 
+from recbole_llmhni.config.validate import ConfigError
 from recbole_llmhni.data.locate import DatasetNotFoundError
 from recbole_llmhni.registry import UnknownModelError
 
@@ -41,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         result = run_recbole_llmhni(model=args.model, dataset=args.dataset, config_file_list=config_files)
-    except (UnknownModelError, DatasetNotFoundError) as exc:
+    except (UnknownModelError, DatasetNotFoundError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_result(result))

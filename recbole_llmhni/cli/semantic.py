@@ -1,4 +1,4 @@
-"""``python -m recbole_llmhni align-check --model M --dataset D [--data_path DIR] [--set KEY=VALUE ...]``.
+"""``python -m recbole_llmhni align-check --model M --dataset D [--data_path DIR] [--set KEY=VALUE ...] [--KEY=VALUE ...]``.
 
 Runs stages S1 (encode profiles) and S2 (alignment) exactly as training ``M`` on ``D`` would
 (reusing their cached artifacts) and prints Recall@K on the validation split (``--split test``:
@@ -9,15 +9,11 @@ to stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
-from typing import Any, Dict, Iterator, List
-
-import yaml
 
 from recbole_llmhni.cli._logging import stderr_logging
+from recbole_llmhni.cli.args import isolated_argv, parse_key_values
 
-__all__ = ["register", "run_align_check", "parse_overrides"]
+__all__ = ["register", "run_align_check"]
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -44,41 +40,20 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     parser.add_argument("--split", choices=("valid", "test"), default="valid", help="held-out split (default: valid)")
     parser.add_argument("--cutoff", type=int, default=20, metavar="K", help="K of Recall@K (default: 20)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no stage messages or progress bars")
-    parser.set_defaults(func=run_align_check)
-
-
-def parse_overrides(items: List[str]) -> Dict[str, Any]:
-    """``["a=1", "b=[1, 2]"]`` -> ``{"a": 1, "b": [1, 2]}`` (values parsed as YAML)."""
-    out: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-@contextlib.contextmanager
-def _isolated_argv() -> Iterator[None]:
-    """RecBole's Config reads every ``--key=value`` of sys.argv; this command passes its keys explicitly."""
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        yield
-    finally:
-        sys.argv = saved
+    parser.set_defaults(func=run_align_check, config_keys=True)
 
 
 def run_align_check(args: argparse.Namespace) -> int:
     """Run ``align-check``; bad input propagates to the dispatcher (``error: ...``, exit 2)."""
-    from recbole_llmhni.semantic.check import alignment_check, format_check
+    from recbole_llmhni.quick_start import alignment_check
+    from recbole_llmhni.semantic.check import format_check
 
-    config_dict = parse_overrides(args.overrides)
+    config_dict = {**parse_key_values(args.overrides), **args.extra}
     if args.data_path is not None:
         config_dict["data_path"] = args.data_path
     config_dict.setdefault("show_progress", not args.quiet)
     config_files = args.config_files.split() if args.config_files else None
-    with _isolated_argv(), stderr_logging("recbole_llmhni", args.quiet):
+    with isolated_argv(), stderr_logging("recbole_llmhni", args.quiet):
         result = alignment_check(
             model=args.model,
             dataset=args.dataset,

@@ -11,8 +11,10 @@
   *training* items' profiles; with no profile file at all (ml-100k, the embedded default),
   profiles are composed from the ``.item`` / ``.user`` atomic files and training history.
 
-RecBole hands models the *training* split (``train_data.dataset``), so a model calling
-``dataset.train_edges()`` or ``dataset.user_profiles()`` sees training data only.
+RecBole hands models the *training* split (``train_data._dataset``), so a model calling
+``dataset.train_edges()`` or ``dataset.user_profiles()`` sees training data only. The offline
+stages (:mod:`recbole_llmhni.pipeline`) read the same methods and leave their results on that
+split as ``llmhni_inputs``; this module computes none of them.
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ class LLMHNIDataset(Dataset):
         self.split_name: Optional[str] = None  # set on the splits returned by build()
         self.injected_pairs_file: Optional[Path] = None
         self._profile_cache: Dict[str, List[str]] = {}
+        #: set on the training split by the run function: the offline stages' results
+        #: (:class:`recbole_llmhni.models.inputs.LLMHNIInputs`) that an LLMHNI model reads
+        self.llmhni_inputs: Optional[object] = None
 
     # ------------------------------------------------------------------ splitting and noise
     def build(self) -> List["LLMHNIDataset"]:
@@ -51,6 +56,7 @@ class LLMHNIDataset(Dataset):
         for name, split in zip(SPLIT_NAMES, datasets):
             split.split_name = name
             split._profile_cache = {}
+            split.llmhni_inputs = None
         ratio = float(self.config["llmhni_noise_ratio"] or 0.0)
         if ratio > 0:
             datasets[0] = self._inject_noise(datasets, ratio)
@@ -71,6 +77,7 @@ class LLMHNIDataset(Dataset):
         noisy_train = train.copy(cat_interactions([train.inter_feat, noise]))
         noisy_train.split_name = "train"
         noisy_train._profile_cache = {}
+        noisy_train.llmhni_inputs = None
 
         path = artifact_dir(self.config, "noise") / f"injected_ratio{ratio:g}_seed{seed}.tsv"
         write_pairs(
@@ -101,29 +108,6 @@ class LLMHNIDataset(Dataset):
                 f"{what} is only available on the training split (this is "
                 f"{self.split_name or 'the unsplit dataset'}); call it on train_data.dataset."
             )
-
-    def denoised_graph(self, relevance=None, rater=None):
-        """G' of stages S4-S7 (``llmhni_denoise``), built or loaded from its cached artifacts.
-
-        The artifacts hold raw ids; the returned ``DenoisedGraph`` holds this dataset's internal
-        ids (``users`` / ``items``: the edges of G'). ``relevance``: s(u, i) for the semantic
-        rater, e.g. ``self.semantic_embeddings()``. Training split only; see
-        :mod:`recbole_llmhni.denoise.pipeline`.
-        """
-        self._require_train_split("denoised_graph()")
-        from recbole_llmhni.denoise.pipeline import build_denoised_graph
-
-        return build_denoised_graph(self.config, self, relevance=relevance, rater=rater)
-
-    def rec_pre(self):
-        """S4's ``Rec_pre`` on this training split (eval mode), loaded from its artifact or trained.
-
-        The model a ``llmhni_warm_start`` run starts from; see :mod:`recbole_llmhni.denoise.pretrain`.
-        """
-        self._require_train_split("rec_pre()")
-        from recbole_llmhni.denoise.pipeline import DenoisePipeline
-
-        return DenoisePipeline(self.config, self).rec_pre()
 
     # ------------------------------------------------------------------ profiles
     def item_profiles(self) -> List[str]:
@@ -199,19 +183,6 @@ class LLMHNIDataset(Dataset):
             f"{composed} composed from side features and training history"
         )
         return texts
-
-    # ------------------------------------------------------------------ semantic relevance
-    def semantic_embeddings(self, aligned: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """``(user [n_users, d], item [n_items, d])`` unit vectors whose inner product is s(u, i).
-
-        Stages S1 (encode profiles) and S2 (alignment, ``aligned``; default config
-        ``llmhni_use_alignment``) as cached artifacts keyed by raw ids, returned by internal id
-        (row 0, padding, is zero). Training split only; see :mod:`recbole_llmhni.semantic.store`.
-        """
-        self._require_train_split("semantic_embeddings()")
-        from recbole_llmhni.semantic.store import semantic_embeddings
-
-        return semantic_embeddings(self, aligned=aligned)
 
     def _training_history(self, max_items: int) -> Dict[int, List[int]]:
         """The first ``max_items`` training items of each user, in training-file order."""

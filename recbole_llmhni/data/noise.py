@@ -14,7 +14,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from recbole_llmhni.denoise.store import atomic_write_text
+from recbole_llmhni.artifacts.files import atomic_write_text
 
 __all__ = ["sample_noise_pairs", "write_pairs", "read_pairs"]
 

@@ -13,10 +13,10 @@ than TSV because profile text contains tabs and newlines.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
+
+from recbole_llmhni.artifacts.files import atomic_writer, read_jsonl
 
 __all__ = [
     "ProfileFormatError",
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 PathLike = Union[str, Path]
+EXAMPLE = '{"id": "<raw id>", "profile": "<text>"}'
 
 
 class ProfileFormatError(ValueError):
@@ -47,38 +48,21 @@ def read_profiles(path: PathLike) -> Dict[str, str]:
         ProfileFormatError: a line is not a JSON object with a string ``id`` and ``profile``,
             or an id occurs twice. The message names ``path`` and the 1-based line number.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: profile file not found")
     profiles: Dict[str, str] = {}
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ProfileFormatError(
-                    f"{path}, line {lineno}: not valid JSON ({exc.msg}). Each line must be "
-                    '{"id": "<raw id>", "profile": "<text>"}.'
-                ) from None
-            if not isinstance(record, dict) or "id" not in record or "profile" not in record:
-                raise ProfileFormatError(
-                    f"{path}, line {lineno}: expected an object with keys 'id' and 'profile'."
-                )
-            raw_id, text = record["id"], record["profile"]
-            if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-                raw_id = str(raw_id)
-            if not isinstance(raw_id, str) or not isinstance(text, str):
-                raise ProfileFormatError(
-                    f"{path}, line {lineno}: 'id' and 'profile' must be strings "
-                    f"(got {type(raw_id).__name__} and {type(text).__name__})."
-                )
-            if raw_id in profiles:
-                raise ProfileFormatError(
-                    f"{path}, line {lineno}: id {raw_id!r} appears twice; keep one line per id."
-                )
-            profiles[raw_id] = text
+    for lineno, record in read_jsonl(path, "profile file", EXAMPLE, ProfileFormatError):
+        if "id" not in record or "profile" not in record:
+            raise ProfileFormatError(f"{path}, line {lineno}: expected an object with keys 'id' and 'profile'.")
+        raw_id, text = record["id"], record["profile"]
+        if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+            raw_id = str(raw_id)
+        if not isinstance(raw_id, str) or not isinstance(text, str):
+            raise ProfileFormatError(
+                f"{path}, line {lineno}: 'id' and 'profile' must be strings "
+                f"(got {type(raw_id).__name__} and {type(text).__name__})."
+            )
+        if raw_id in profiles:
+            raise ProfileFormatError(f"{path}, line {lineno}: id {raw_id!r} appears twice; keep one line per id.")
+        profiles[raw_id] = text
     return profiles
 
 
@@ -91,23 +75,11 @@ def write_profiles(
 
     ``extra`` optionally maps a raw id to additional string fields stored on its line.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     items = profiles.items() if isinstance(profiles, Mapping) else profiles
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a data file should be readable like any other
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for raw_id, text in items:
-                record = {"id": str(raw_id), "profile": text}
-                if extra and str(raw_id) in extra:
-                    record.update(extra[str(raw_id)])
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_writer(path) as fh:
+        for raw_id, text in items:
+            record = {"id": str(raw_id), "profile": text}
+            if extra and str(raw_id) in extra:
+                record.update(extra[str(raw_id)])
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return Path(path)

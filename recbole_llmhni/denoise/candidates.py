@@ -38,14 +38,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recbole_llmhni.denoise.store import StageDir, read_tsv, write_tsv
-from recbole_llmhni.llm.settings import config_get
+from recbole_llmhni.artifacts import StageDir, read_tsv, write_tsv
+from recbole_llmhni.config.defaults import config_get
 
 __all__ = [
-    "DEFAULT_KN",
-    "DEFAULT_KP",
-    "DEFAULT_MAX_PAIRS",
-    "DEFAULT_LIKED",
     "Candidates",
     "candidate_settings",
     "select_candidates",
@@ -54,10 +50,6 @@ __all__ = [
     "load_candidates",
 ]
 
-DEFAULT_KN = 3
-DEFAULT_KP = 3
-DEFAULT_MAX_PAIRS = 20000
-DEFAULT_LIKED = 5
 KIND_NEG, KIND_POS = "neg", "pos"
 
 
@@ -102,22 +94,13 @@ class Candidates:
 
 
 def candidate_settings(config: Any) -> Dict[str, int]:
-    """``kn``, ``kp``, ``max_pairs`` (0 = no cap) and ``liked`` from the config, validated."""
-    values = {
-        "kn": int(config_get(config, "llmhni_cand_kn", DEFAULT_KN)),
-        "kp": int(config_get(config, "llmhni_cand_kp", DEFAULT_KP)),
-        "max_pairs": int(config_get(config, "llmhni_cand_max_pairs", DEFAULT_MAX_PAIRS) or 0),
-        "liked": int(config_get(config, "llmhni_liked_items", DEFAULT_LIKED)),
+    """``kn``, ``kp``, ``max_pairs`` (0 = no cap) and ``liked`` (checked when the config is built)."""
+    return {
+        "kn": int(config_get(config, "llmhni_cand_kn")),
+        "kp": int(config_get(config, "llmhni_cand_kp")),
+        "max_pairs": int(config_get(config, "llmhni_cand_max_pairs")),
+        "liked": int(config_get(config, "llmhni_liked_items")),
     }
-    names = {"kn": "llmhni_cand_kn", "kp": "llmhni_cand_kp", "max_pairs": "llmhni_cand_max_pairs", "liked": "llmhni_liked_items"}
-    for key, value in values.items():
-        if value < 0:
-            raise ValueError(f"{names[key]} must be >= 0, got {value}")
-    if values["liked"] < 1:
-        raise ValueError("llmhni_liked_items must be >= 1: the item-centric view needs liked items.")
-    if values["kn"] + values["kp"] == 0:
-        raise ValueError("llmhni_cand_kn and llmhni_cand_kp are both 0: there would be nothing to rate.")
-    return values
 
 
 def _csr(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> Tuple[np.ndarray, np.ndarray]:

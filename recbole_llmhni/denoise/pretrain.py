@@ -37,11 +37,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recbole_llmhni.denoise.store import StageDir, atomic_write_bytes
-from recbole_llmhni.llm.settings import config_get
+from recbole_llmhni.artifacts import StageDir, atomic_write_bytes
+from recbole_llmhni.config.defaults import config_get
 
 __all__ = [
-    "DEFAULT_PRETRAIN_EPOCHS",
     "backbone_name",
     "pretrain_material",
     "train_rec_pre",
@@ -50,7 +49,6 @@ __all__ = [
     "propagated_embeddings",
 ]
 
-DEFAULT_PRETRAIN_EPOCHS = 30
 CHECKPOINT = "rec_pre.pt"
 
 #: config keys whose values change what Rec_pre learns (beyond the training edges)
@@ -79,21 +77,14 @@ def backbone_name(config: Any) -> str:
     """
     explicit = config_get(config, "llmhni_pretrain_backbone")
     if explicit:
-        name = str(explicit)
-        if name not in _BACKBONE_KEYS:
-            raise ValueError(
-                f"llmhni_pretrain_backbone={name!r}; use one of {', '.join(sorted(_BACKBONE_KEYS))}."
-            )
-        return name
+        return str(explicit)  # one of BACKBONES (checked when the config is built)
     model = str(config_get(config, "model", ""))
     return "BackboneNGCF" if model.upper().endswith("NGCF") else "BackboneLightGCN"
 
 
 def pretrain_material(config: Any, backbone: str, edges_fp: str) -> Dict[str, Any]:
     """Everything the trained ``Rec_pre`` depends on (hashed into the S4 key)."""
-    epochs = int(config_get(config, "llmhni_pretrain_epochs", DEFAULT_PRETRAIN_EPOCHS))
-    if epochs < 1:
-        raise ValueError(f"llmhni_pretrain_epochs must be >= 1, got {epochs}")
+    epochs = int(config_get(config, "llmhni_pretrain_epochs"))
     keys = _TRAINING_KEYS + _BACKBONE_KEYS[backbone]
     return {
         "backbone": backbone,

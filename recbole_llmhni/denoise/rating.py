@@ -16,7 +16,7 @@ agrees with :attr:`Rating.is_hard` whenever the answers decide the label.
 Semantic relevance (for the offline ``semantic`` rater, which derives both views from it):
 ``relevance`` is anything :func:`as_relevance` accepts -- most simply the pair
 ``(user_vectors, item_vectors)`` of unit rows indexed by internal id (what
-``LLMHNIDataset.semantic_embeddings()`` returns), or an object with the :class:`Relevance`
+S1-S2 give, ``PipelineResult.semantic_user`` / ``semantic_item``), or an object with the :class:`Relevance`
 methods. Then :math:`\mathrm{user\_relevance} = s(u, i)` and
 :math:`\mathrm{item\_relevance} = \frac{1}{|L_u|}\sum_{j \in L_u} s(j, i)` over the liked items
 :math:`L_u` shown in the item-centric view.
@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Tuple, run
 import numpy as np
 
 from recbole_llmhni.denoise.candidates import KIND_NEG, KIND_POS, Candidates
-from recbole_llmhni.denoise.store import StageDir, read_tsv, write_tsv
+from recbole_llmhni.artifacts import StageDir, read_tsv, write_tsv
 
 __all__ = [
     "LABEL_HARD",

@@ -11,9 +11,11 @@ the low-score positive candidates of S5 and :math:`F \subseteq C_{pos}` those la
 
 (0 when a denominator is 0). Also reported: :math:`|I \cap C_{pos}|` (injected pairs that
 reached the candidate set, the ceiling of the recall), the recall within the candidate set
-:math:`|F \cap I| / |I \cap C_{pos}|`, and two reference precisions -- removing *every*
-low-score positive (``Rec_pre`` alone, :math:`|I \cap C_{pos}| / |C_{pos}|`) and removing
-training pairs at random (:math:`|I| / |G|`) -- so the rater's contribution can be read off.
+:math:`|F \cap I| / |I \cap C_{pos}|`, and the same precision / recall / F1 for two
+references, so the rater's contribution can be read off: removing *every* low-score positive
+(``Rec_pre`` alone: precision :math:`|I \cap C_{pos}| / |C_{pos}|`, recall
+:math:`|I \cap C_{pos}| / |I|`) and removing :math:`|F|` training pairs at random (expected
+precision :math:`|I| / |G|`, recall :math:`|F| / |G|`).
 Label counts (hard / noisy / undetermined, per candidate kind) and the edges added and
 removed complete it.
 
@@ -101,8 +103,17 @@ def identification_report(
         "injected_undetermined": int((is_injected & (rated.label[pos_rows] == LABEL_UNDETERMINED)).sum()),
         "reference_precision_all_low_score_positives": _ratio(reached, len(pos_rows)),
         "reference_precision_random": _ratio(n_injected, n_train_pairs),
+        "references": {
+            "all_low_score_positives": _prf(_ratio(reached, len(pos_rows)), _ratio(reached, n_injected)),
+            "random_removal": _prf(_ratio(n_injected, n_train_pairs), _ratio(n_flagged, n_train_pairs)),
+        },
     }
     return report
+
+
+def _prf(precision: float, recall: float) -> Dict[str, float]:
+    return {"precision": precision, "recall": recall,
+            "f1": _ratio(2 * precision * recall, precision + recall) if precision + recall else 0.0}
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -127,9 +138,13 @@ def format_report(report: Dict[str, Any]) -> str:
             f"  precision / recall / F1         {ident['precision']:.4f} / {ident['recall']:.4f} / {ident['f1']:.4f}",
             f"  recall within candidates        {ident['recall_within_candidates']:.4f}  "
             f"(injected kept as hard: {ident['injected_labelled_hard']:,}, undetermined: {ident['injected_undetermined']:,})",
-            f"  reference precision             all low-score positives {ident['reference_precision_all_low_score_positives']:.4f}, "
-            f"random {ident['reference_precision_random']:.4f}",
         ]
+        refs = ident.get("references") or {}
+        for key, text in (("all_low_score_positives", "remove every low-score positive"),
+                          ("random_removal", "remove as many pairs at random")):
+            if key in refs:
+                r = refs[key]
+                lines.append(f"  {text:<32}{r['precision']:.4f} / {r['recall']:.4f} / {r['f1']:.4f}")
     lines += [
         f"  candidates                      {cand['neg'] + cand['pos']:>9,}  "
         f"(neg {cand['neg']:,}, pos {cand['pos']:,}, {cand['users']:,} users)",

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from recbole_llmhni.denoise.rating import LABEL_HARD, LABEL_NOISY, RatedCandidates
-from recbole_llmhni.denoise.store import StageDir, atomic_write_text, read_tsv, write_tsv
+from recbole_llmhni.artifacts import StageDir, atomic_write_text, read_tsv, write_tsv
 
 __all__ = ["EdgeList", "edge_changes", "rewrite_edges", "save_changes", "load_changes"]
 

@@ -22,7 +22,7 @@ from recbole_llmhni.llm.factory import make_encoder, make_rater
 from recbole_llmhni.llm.ledger import CallPlan, Ledger
 from recbole_llmhni.llm.precomputed import PrecomputedEncoder
 from recbole_llmhni.llm.raters import OpenAIRater, Rater, Rating, RatingRequest, SemanticRater
-from recbole_llmhni.llm.settings import DEFAULTS, LLMSettings
+from recbole_llmhni.llm.settings import LLM_KEYS, LLMSettings
 
 __all__ = [
     "make_encoder",
@@ -37,7 +37,7 @@ __all__ = [
     "Rating",
     "RatingRequest",
     "LLMSettings",
-    "DEFAULTS",
+    "LLM_KEYS",
     "LLMCache",
     "Ledger",
     "CallPlan",

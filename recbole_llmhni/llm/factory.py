@@ -56,7 +56,16 @@ def make_rater(config: Any, cache: Optional[LLMCache] = None, ledger: Optional[L
     settings = _settings(config)
     ledger = ledger or Ledger(settings.budget_usd)
     if settings.rater == "semantic":
+        if settings.semantic_thresholds != "absolute":
+            raise ValueError(
+                "llmhni_semantic_thresholds=quantile: the stand-in's thresholds are quantiles of the training "
+                "positives' relevance, calibrated by the pipeline (recbole_llmhni.denoise.calibrate); set "
+                "llmhni_semantic_thresholds=absolute to give relevance values instead."
+            )
         return SemanticRater(settings.semantic_high, settings.semantic_low, ledger)
+    if settings.rater == "oracle":
+        raise ValueError("llmhni_rater=oracle is a simulated rater built by the pipeline from the injected noise "
+                         "(recbole_llmhni.denoise.simulated); it has no standalone form.")
     if cache is None:
         return OpenAIRater(settings, LLMCache.in_dir(settings.cache_dir), ledger, owns_cache=True)
     return OpenAIRater(settings, cache, ledger)

@@ -2,26 +2,23 @@
 
 Accepted files:
 
-``.npz``            arrays ``ids`` (raw id tokens, strings) and ``embeddings`` (float [n, d]);
-                    what ``prepare rlmrec`` and ``python -m recbole_llmhni encode`` write.
-``.npy``            a float [n, d] array. Row order from ``<file>.ids.txt`` beside it (one raw
-                    id per line) if present, else row r belongs to the raw id ``"r"``.
-``.pkl``/``.pickle``  RLMRec's ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``: a numpy array, row r
-                    belongs to raw id ``"r"``. Loaded by :func:`recbole_llmhni.data.safe_pickle.safe_load`,
-                    which admits numpy arrays only -- a pickle cannot run code here.
+``.npz``, ``.npy`` or RLMRec's ``usr_emb_np.pkl`` / ``itm_emb_np.pkl``, read and checked by
+:mod:`recbole_llmhni.artifacts.vectors` (pickles through the allow-list unpickler: a pickle
+cannot run code here).
 
 Nothing is cached: the file *is* the cache. The encoder's :attr:`name` includes a hash of
 the files' contents, so artifacts keyed by it change when the vectors do.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
+from recbole_llmhni.artifacts.files import sha256_file
+from recbole_llmhni.artifacts.vectors import read_vector_file
 from recbole_llmhni.llm.encoders import Encoder
 from recbole_llmhni.llm.ledger import CallPlan, Prices
 
@@ -30,14 +27,6 @@ __all__ = ["VectorFile", "load_vector_file", "PrecomputedEncoder"]
 logger = logging.getLogger("recbole_llmhni.llm")
 
 PathLike = Union[str, Path]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class VectorFile:
@@ -55,7 +44,7 @@ class VectorFile:
                     raise ValueError(f"{path}: id {raw_id!r} appears twice (rows {row[raw_id]} and {r}); keep one row per id.")
                 row[raw_id] = r
             self._row = row
-        self.sha256 = _sha256(path)
+        self.sha256 = sha256_file(path)
 
     @property
     def dim(self) -> int:
@@ -96,7 +85,7 @@ class VectorFile:
 
 
 def load_vector_file(path: PathLike) -> VectorFile:
-    """Load a ``.npz``, ``.npy`` or RLMRec pickle of vectors (see the module docstring).
+    """Load a ``.npz``, ``.npy`` or RLMRec pickle of vectors (:mod:`recbole_llmhni.artifacts.vectors`).
 
     Raises:
         FileNotFoundError: ``path`` (or nothing) is there.
@@ -108,42 +97,7 @@ def load_vector_file(path: PathLike) -> VectorFile:
             f"{path}: vector file not found. Set llmhni_precomputed_user_emb / "
             "llmhni_precomputed_item_emb to existing .npz, .npy or RLMRec .pkl files."
         )
-    suffix = path.suffix.lower()
-    ids: Optional[List[str]] = None
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            if "ids" not in data.files or "embeddings" not in data.files:
-                raise ValueError(f"{path}: an .npz vector file needs arrays 'ids' and 'embeddings' (found {data.files}).")
-            ids = [str(x) for x in data["ids"].tolist()]
-            matrix = data["embeddings"]
-    elif suffix == ".npy":
-        matrix = np.load(path, allow_pickle=False)
-        sidecar = path.with_name(path.name + ".ids.txt")
-        if not sidecar.is_file():
-            sidecar = path.with_suffix(".ids.txt")
-        if sidecar.is_file():
-            ids = [line.strip() for line in sidecar.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif suffix in (".pkl", ".pickle"):
-        from recbole_llmhni.data.safe_pickle import safe_load
-
-        matrix = safe_load(path)
-    else:
-        raise ValueError(f"{path}: unknown vector file type {suffix!r}; use .npz, .npy or an RLMRec .pkl.")
-    if isinstance(matrix, (list, tuple)):
-        matrix = np.asarray(matrix)
-    if not isinstance(matrix, np.ndarray) or matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
-        raise ValueError(
-            f"{path}: expected a 2-D numeric matrix (one row per id), found "
-            f"{type(matrix).__name__} {getattr(matrix, 'shape', '')} {getattr(matrix, 'dtype', '')}."
-        )
-    if ids is not None and len(ids) != matrix.shape[0]:
-        raise ValueError(f"{path}: {len(ids)} ids for {matrix.shape[0]} rows; they must match one to one.")
-    matrix = matrix.astype(np.float32, copy=False)
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        where = int(np.flatnonzero(bad)[0])
-        label = ids[where] if ids is not None else str(where)
-        raise ValueError(f"{path}: {int(bad.sum())} rows contain NaN or inf (first: id {label!r}); recompute them.")
+    matrix, ids = read_vector_file(path)
     return VectorFile(path, matrix, ids)
 
 

@@ -125,27 +125,48 @@ class Rater(ABC):
 
 # ---------------------------------------------------------------------------- semantic
 class SemanticRater(Rater):
-    """Offline stand-in for an LLM: views from semantic relevance and two thresholds.
+    """Offline stand-in for an LLM: each view from semantic relevance and two thresholds.
 
-    ``s >= high`` is ``High``, ``s < low`` is ``Low``, anything between ``Medium``.
+    A view's relevance ``s >= high`` is ``High``, ``s < low`` is ``Low``, anything between
+    ``Medium``. The user-centric view uses ``(high, low)``, the item-centric view
+    ``(item_high, item_low)`` (default: the same). ``note`` says where the thresholds came
+    from (e.g. quantiles of the training positives' relevance) and is part of the name.
     """
 
     is_stand_in = True
 
-    def __init__(self, high: float = 0.5, low: float = 0.2, ledger: Optional[Ledger] = None) -> None:
+    def __init__(self, high: float, low: float, ledger: Optional[Ledger] = None,
+                 item_high: Optional[float] = None, item_low: Optional[float] = None, note: str = "") -> None:
         super().__init__(ledger)
-        if low > high:
-            raise ValueError(f"semantic rater: low threshold {low} is above high threshold {high}.")
+        item_high = high if item_high is None else item_high
+        item_low = low if item_low is None else item_low
+        for view, (h, l) in (("user", (high, low)), ("item", (item_high, item_low))):
+            if l > h:
+                raise ValueError(f"semantic rater: {view} view's low threshold {l} is above its high threshold {h}.")
         self.high, self.low = float(high), float(low)
-        self.name = f"semantic-stand-in(high={self.high:g},low={self.low:g})"
+        self.item_high, self.item_low = float(item_high), float(item_low)
+        if (self.item_high, self.item_low) == (self.high, self.low) and not note:
+            self.name = f"semantic-stand-in(high={self.high:g},low={self.low:g})"
+        else:
+            self.name = (f"semantic-stand-in(user high={self.high:.4g},low={self.low:.4g}; "
+                         f"item high={self.item_high:.4g},low={self.item_low:.4g}{'; ' + note if note else ''})")
         self._announced = False
 
-    def label(self, relevance: float) -> str:
-        if relevance >= self.high:
+    @staticmethod
+    def _label(relevance: float, high: float, low: float) -> str:
+        if relevance >= high:
             return "High"
-        if relevance < self.low:
+        if relevance < low:
             return "Low"
         return "Medium"
+
+    def label(self, relevance: float) -> str:
+        """The user-centric view's label of ``relevance``."""
+        return self._label(relevance, self.high, self.low)
+
+    def item_label(self, relevance: float) -> str:
+        """The item-centric view's label of ``relevance``."""
+        return self._label(relevance, self.item_high, self.item_low)
 
     def rate(self, requests: Sequence[RatingRequest]) -> List[Rating]:
         if not self._announced:
@@ -166,7 +187,7 @@ class SemanticRater(Rater):
                     "stage (s(u,i) and the mean s(j,i) over the liked items), or set llmhni_rater=openai."
                 )
             ratings.append(
-                Rating(request.user_id, request.item_id, self.label(float(values[0])), self.label(float(values[1])))
+                Rating(request.user_id, request.item_id, self.label(float(values[0])), self.item_label(float(values[1])))
             )
         return ratings
 

@@ -1,9 +1,10 @@
 """The ``llmhni_*`` configuration keys of the LLM access layer, read from any plain mapping.
 
-RecBole's ``Config`` is not a ``collections.abc.Mapping`` but supports ``key in config`` and
-``config[key]`` (``None`` for an unknown key), so :func:`LLMSettings.from_config` reads every
-key through :func:`config_get`, which treats a missing key and ``None`` alike: the default
-below applies. Keys are flat (RecBole replaces nested dicts instead of merging them).
+:func:`LLMSettings.from_config` reads every key through
+:func:`recbole_llmhni.config.config_get` (a missing key or ``None`` takes the default shipped
+in ``properties/overall.yaml``, the defaults' one home) and checks it with
+:func:`recbole_llmhni.config.validate`. The defaults named below are that YAML's. Keys are
+flat (RecBole replaces nested dicts instead of merging them).
 
 Encoders (stage S1)
 
@@ -32,8 +33,11 @@ Encoders (stage S1)
 Raters (stage S6)
 
 ``llmhni_rater`` (``"semantic"``)
-    ``openai`` (chat completions) or ``semantic`` (offline stand-in for an LLM, derived from
-    semantic relevance; labelled as a stand-in in logs and reports).
+    ``openai`` (chat completions), ``semantic`` (offline stand-in for an LLM, derived from
+    semantic relevance; labelled as a stand-in in logs and reports) or ``oracle`` (a
+    *simulated* rater for noise-injected runs only: :mod:`recbole_llmhni.denoise.simulated`).
+``llmhni_oracle_accuracy`` (``0.9``)
+    The simulated rater's probability of labelling a low-score positive correctly.
 ``llmhni_rater_model`` (``"gpt-4o"``)
     Chat model name as the server knows it.
 ``llmhni_temperature`` (``0.0``) / ``llmhni_max_tokens`` (``16``)
@@ -49,9 +53,11 @@ Raters (stage S6)
 ``llmhni_unparsed_retries`` (``2``)
     How often an answer that does not parse is asked for again (with a repair turn) before
     the view is recorded as ``unparsed``.
-``llmhni_semantic_high`` (``0.5``) / ``llmhni_semantic_low`` (``0.2``)
-    Thresholds of the semantic stand-in: relevance >= high is ``High``, < low is ``Low``,
-    anything between is ``Medium``.
+``llmhni_semantic_thresholds`` (``"quantile"``), ``llmhni_semantic_high`` (``0.25``) / ``llmhni_semantic_low`` (``0.1``)
+    Thresholds of the semantic stand-in: a view's relevance >= high is ``High``, < low is
+    ``Low``, anything between is ``Medium``. ``quantile``: high and low are quantile levels of
+    each view's relevance over the *training positives*, calibrated per dataset by the
+    pipeline (:mod:`recbole_llmhni.denoise.calibrate`); ``absolute``: relevance values.
 ``llmhni_price_per_1k_prompt`` (``0.0025``) / ``llmhni_price_per_1k_completion`` (``0.01``)
     USD per 1,000 prompt / completion tokens of the chat model (gpt-4o's list prices).
 
@@ -88,75 +94,22 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-__all__ = ["LLMSettings", "config_get", "DEFAULTS"]
+from recbole_llmhni.config.defaults import config_get
+from recbole_llmhni.config.validate import validate
 
-ENCODERS = ("sentence-transformers", "openai", "precomputed")
-RATERS = ("semantic", "openai")
-RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+__all__ = ["LLMSettings", "LLM_KEYS"]
 
-DEFAULTS: Dict[str, Any] = {
-    "llmhni_encoder": "sentence-transformers",
-    "llmhni_encoder_model": None,
-    "llmhni_encoder_batch_size": 64,
-    "llmhni_encoder_dimensions": None,
-    "llmhni_encoder_device": None,
-    "llmhni_precomputed_user_emb": None,
-    "llmhni_precomputed_item_emb": None,
-    "llmhni_price_per_1k_embedding": 0.0001,
-    "llmhni_rater": "semantic",
-    "llmhni_rater_model": "gpt-4o",
-    "llmhni_temperature": 0.0,
-    "llmhni_max_tokens": 16,
-    "llmhni_response_format": "json_schema",
-    "llmhni_prompt_dir": None,
-    "llmhni_unparsed_retries": 2,
-    "llmhni_semantic_high": 0.5,
-    "llmhni_semantic_low": 0.2,
-    "llmhni_price_per_1k_prompt": 0.0025,
-    "llmhni_price_per_1k_completion": 0.01,
-    "llmhni_api_base_url": None,
-    "llmhni_api_key": None,
-    "llmhni_api_key_env": "OPENAI_API_KEY",
-    "llmhni_max_concurrency": 8,
-    "llmhni_max_retries": 6,
-    "llmhni_request_timeout": 60.0,
-    "llmhni_backoff_base": 1.0,
-    "llmhni_backoff_max": 60.0,
-    "llmhni_budget_usd": None,
-    "llmhni_cache_dir": "llmhni_artifacts/llm_cache",
-}
-
-
-def config_get(config: Any, key: str, default: Any = None) -> Any:
-    """``config[key]`` if present and not ``None``, else ``default`` (dicts and RecBole Configs)."""
-    try:
-        if key not in config:
-            return default
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
-def _choice(key: str, value: Any, choices: tuple) -> str:
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise ValueError(f"{key}={value!r} is not supported; use one of: {', '.join(choices)}.")
-    return text
-
-
-def _number(key: str, value: Any, kind: type, minimum: Optional[float] = None) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}={value!r} is not a {kind.__name__}.") from None
-    if minimum is not None and number < minimum:
-        raise ValueError(f"{key}={value!r} must be >= {minimum}.")
-    return number
-
-
-def _optional_number(key: str, value: Any, kind: type, minimum: Optional[float] = None) -> Any:
-    return None if value is None else _number(key, value, kind, minimum)
+#: the config keys this layer reads (their defaults: properties/overall.yaml)
+LLM_KEYS = (
+    "llmhni_encoder", "llmhni_encoder_model", "llmhni_encoder_batch_size", "llmhni_encoder_dimensions",
+    "llmhni_encoder_device", "llmhni_precomputed_user_emb", "llmhni_precomputed_item_emb",
+    "llmhni_price_per_1k_embedding", "llmhni_rater", "llmhni_rater_model", "llmhni_temperature",
+    "llmhni_max_tokens", "llmhni_response_format", "llmhni_prompt_dir", "llmhni_unparsed_retries",
+    "llmhni_semantic_thresholds", "llmhni_semantic_high", "llmhni_semantic_low", "llmhni_price_per_1k_prompt",
+    "llmhni_price_per_1k_completion", "llmhni_api_base_url", "llmhni_api_key", "llmhni_api_key_env",
+    "llmhni_max_concurrency", "llmhni_max_retries", "llmhni_request_timeout", "llmhni_backoff_base",
+    "llmhni_backoff_max", "llmhni_budget_usd", "llmhni_cache_dir",
+)
 
 
 def _optional_str(value: Any) -> Optional[str]:
@@ -171,95 +124,63 @@ class LLMSettings:
     the settings never reveals it.
     """
 
-    encoder: str = "sentence-transformers"
-    encoder_model: Optional[str] = None
-    encoder_batch_size: int = 64
-    encoder_dimensions: Optional[int] = None
-    encoder_device: Optional[str] = None
-    precomputed_user_emb: Optional[str] = None
-    precomputed_item_emb: Optional[str] = None
-    price_per_1k_embedding: float = 0.0001
-    rater: str = "semantic"
-    rater_model: str = "gpt-4o"
-    temperature: float = 0.0
-    max_tokens: int = 16
-    response_format: str = "json_schema"
-    prompt_dir: Optional[str] = None
-    unparsed_retries: int = 2
-    semantic_high: float = 0.5
-    semantic_low: float = 0.2
-    price_per_1k_prompt: float = 0.0025
-    price_per_1k_completion: float = 0.01
-    api_base_url: Optional[str] = None
-    api_key: Optional[str] = field(default=None, repr=False)
-    api_key_env: str = "OPENAI_API_KEY"
-    max_concurrency: int = 8
-    max_retries: int = 6
-    request_timeout: float = 60.0
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    budget_usd: Optional[float] = None
-    cache_dir: str = "llmhni_artifacts/llm_cache"
-    show_progress: bool = True
+    encoder: str
+    encoder_model: Optional[str]
+    encoder_batch_size: int
+    encoder_dimensions: Optional[int]
+    encoder_device: Optional[str]
+    precomputed_user_emb: Optional[str]
+    precomputed_item_emb: Optional[str]
+    price_per_1k_embedding: float
+    rater: str
+    rater_model: str
+    temperature: float
+    max_tokens: int
+    response_format: str
+    prompt_dir: Optional[str]
+    unparsed_retries: int
+    semantic_thresholds: str
+    semantic_high: float
+    semantic_low: float
+    price_per_1k_prompt: float
+    price_per_1k_completion: float
+    api_base_url: Optional[str]
+    api_key_env: str
+    max_concurrency: int
+    max_retries: int
+    request_timeout: float
+    backoff_base: float
+    backoff_max: float
+    budget_usd: Optional[float]
+    cache_dir: str
+    show_progress: bool
+    api_key: Optional[str] = field(repr=False, default=None)  #: never printed; see resolve_api_key
 
     @classmethod
     def from_config(cls, config: Any) -> "LLMSettings":
-        """Read and validate the keys from a mapping or RecBole ``Config``; missing keys -> defaults."""
-
-        def get(key: str) -> Any:
-            return config_get(config, key, DEFAULTS[key])
-
-        high = _number("llmhni_semantic_high", get("llmhni_semantic_high"), float)
-        low = _number("llmhni_semantic_low", get("llmhni_semantic_low"), float)
-        if low > high:
-            raise ValueError(
-                f"llmhni_semantic_low={low} is above llmhni_semantic_high={high}; the Low threshold "
-                "must not exceed the High threshold."
-            )
+        """Read and check the keys of a mapping or RecBole ``Config``; missing keys take the shipped defaults."""
+        v = validate({key: config_get(config, key) for key in LLM_KEYS})
         precomputed = {}
         for kind in ("user", "item"):
-            path = _optional_str(get(f"llmhni_precomputed_{kind}_emb"))
+            path = _optional_str(v[f"llmhni_precomputed_{kind}_emb"])
             if path is None:
                 data_path, dataset = config_get(config, "data_path"), config_get(config, "dataset")
                 if data_path and dataset:
                     candidate = Path(str(data_path)) / f"{dataset}.{kind}_emb.npz"
                     path = str(candidate) if candidate.is_file() else None
             precomputed[kind] = path
-        show_progress = config_get(config, "show_progress", True)
-        return cls(
-            encoder=_choice("llmhni_encoder", get("llmhni_encoder"), ENCODERS),
-            encoder_model=_optional_str(get("llmhni_encoder_model")),
-            encoder_batch_size=_number("llmhni_encoder_batch_size", get("llmhni_encoder_batch_size"), int, 1),
-            encoder_dimensions=_optional_number("llmhni_encoder_dimensions", get("llmhni_encoder_dimensions"), int, 1),
-            encoder_device=_optional_str(get("llmhni_encoder_device")),
+        plain = {f.name: v.get(f"llmhni_{f.name}") for f in fields(cls) if f"llmhni_{f.name}" in v}
+        for name in ("encoder_model", "encoder_device", "prompt_dir", "api_base_url", "api_key"):
+            plain[name] = _optional_str(plain[name])
+        plain.update(
             precomputed_user_emb=precomputed["user"],
             precomputed_item_emb=precomputed["item"],
-            price_per_1k_embedding=_number("llmhni_price_per_1k_embedding", get("llmhni_price_per_1k_embedding"), float, 0),
-            rater=_choice("llmhni_rater", get("llmhni_rater"), RATERS),
-            rater_model=str(get("llmhni_rater_model")),
-            temperature=_number("llmhni_temperature", get("llmhni_temperature"), float, 0),
-            max_tokens=_number("llmhni_max_tokens", get("llmhni_max_tokens"), int, 1),
-            response_format=_choice("llmhni_response_format", get("llmhni_response_format"), RESPONSE_FORMATS),
-            prompt_dir=_optional_str(get("llmhni_prompt_dir")),
-            unparsed_retries=_number("llmhni_unparsed_retries", get("llmhni_unparsed_retries"), int, 0),
-            semantic_high=high,
-            semantic_low=low,
-            price_per_1k_prompt=_number("llmhni_price_per_1k_prompt", get("llmhni_price_per_1k_prompt"), float, 0),
-            price_per_1k_completion=_number(
-                "llmhni_price_per_1k_completion", get("llmhni_price_per_1k_completion"), float, 0
-            ),
-            api_base_url=_optional_str(get("llmhni_api_base_url")),
-            api_key=_optional_str(get("llmhni_api_key")),
-            api_key_env=str(get("llmhni_api_key_env")),
-            max_concurrency=_number("llmhni_max_concurrency", get("llmhni_max_concurrency"), int, 1),
-            max_retries=_number("llmhni_max_retries", get("llmhni_max_retries"), int, 0),
-            request_timeout=_number("llmhni_request_timeout", get("llmhni_request_timeout"), float, 0.001),
-            backoff_base=_number("llmhni_backoff_base", get("llmhni_backoff_base"), float, 0),
-            backoff_max=_number("llmhni_backoff_max", get("llmhni_backoff_max"), float, 0),
-            budget_usd=_optional_number("llmhni_budget_usd", get("llmhni_budget_usd"), float, 0),
-            cache_dir=str(get("llmhni_cache_dir")),
-            show_progress=bool(show_progress),
+            rater_model=str(plain["rater_model"]),
+            api_key_env=str(plain["api_key_env"]),
+            cache_dir=str(plain["cache_dir"]),
+            show_progress=bool(config_get(config, "show_progress", True)),
         )
+        return cls(**plain)
 
     def resolve_api_key(self) -> str:
         """The API key: ``llmhni_api_key``, else the environment variable ``llmhni_api_key_env``.

@@ -9,6 +9,8 @@ _EXPORTS = {
     "LLMHNI_NGCF": "recbole_llmhni.models.llmhni",
     "LightGCNPropagation": "recbole_llmhni.models.propagation",
     "NGCFPropagation": "recbole_llmhni.models.propagation",
+    "LLMHNIInputs": "recbole_llmhni.models.inputs",
+    "DenoisedEdges": "recbole_llmhni.models.inputs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,25 +1,33 @@
-r"""LLMHNI on LightGCN and NGCF: the backbones trained with semantic-guided hard negatives (S3).
+r"""LLMHNI on LightGCN and NGCF: S3 (semantic-guided hard negatives) and S8 (training on G').
 
-``LLMHNI_LightGCN`` / ``LLMHNI_NGCF`` = :class:`~recbole_llmhni.models.denoising.DenoisingMixin`
-(S7-S8: :math:`G'`, :math:`\mathcal L_{de}`, :math:`\mathcal L_{hal}`) + :class:`LLMHNIMixin` (S3)
-+ the plain backbone (:mod:`recbole_llmhni.models.backbones`). The S3 mixin overrides one hook of
-:class:`~recbole_llmhni.models.graph_recommender.GraphRecommender`,
-:meth:`~LLMHNIMixin.negative_items`; everything else (propagation, BPR + L2, ranking) is the
-backbone's. Per training step, for the batch rows :math:`(u, i^+)`:
+``LLMHNI_LightGCN`` / ``LLMHNI_NGCF`` = :class:`LLMHNIMixin` + the plain backbone
+(:mod:`recbole_llmhni.models.backbones`). The mixin reads every flag in its ``__init__``,
+copies the offline stages' arrays (:class:`~recbole_llmhni.models.inputs.LLMHNIInputs`, put on
+the training split by :class:`recbole_llmhni.pipeline.LLMHNIPipeline`) into buffers, and
+overrides four hooks of :class:`~recbole_llmhni.models.graph_recommender.GraphRecommender`:
+:meth:`~LLMHNIMixin.rec_adjacency` (:math:`G'`), :meth:`~LLMHNIMixin.negative_items` (S3),
+:meth:`~LLMHNIMixin.extra_losses` (:math:`\mathcal L_{de}`, :math:`\mathcal L_{hal}`) and
+``calculate_loss`` (rows S7 removed are skipped); propagation, BPR + L2 and ranking are the
+backbone's. Per training step, for the batch rows :math:`(u, i^+)` that :math:`G'` keeps:
 
 .. math::
-    (E_U, E_I) = \mathrm{propagate}(\hat A_G), \qquad
-    j^* = \mathrm{S3}\big(u;\ \hat y_{uj} = \langle E_U[u], E_I[j] \rangle,\ s(u, j)\big), \qquad
-    \mathcal L = \mathrm{BPR}(u, i^+, j^*) + \lambda_{reg}\,\Omega,
+    H' = (E_U, E_I) = \mathrm{propagate}(\hat A_{G'}), \qquad
+    j^* = \mathrm{S3}\big(u;\ \hat y_{uj} = \langle E_U[u], E_I[j] \rangle,\ s(u, j)\big),
+
+    \mathcal L = \mathrm{BPR}(u, i^+, j^*) + \lambda_{reg}\,\Omega
+        + \lambda_1\,\mathcal L_{de}(H, H') + \lambda_2\,\mathcal L_{hal}(V, V'),
+
+with :math:`H = \mathrm{propagate}(\hat A_G)` and :math:`V, V'` propagations on edge-dropped
+views of :math:`G` and :math:`G'` (rate :math:`\rho`, redrawn every epoch); the losses are
+in :mod:`recbole_llmhni.models.losses`. Ranking (``predict`` / ``full_sort_predict``) uses
+:math:`H'`.
 
 with :math:`j^*` chosen under ``torch.no_grad`` from :math:`M` uniform candidates, using the
 embeddings the step already propagated (no second propagation, unlike RecBole's dynamic
 sampler, which calls ``predict`` on every candidate); see :mod:`recbole_llmhni.semantic.sampling`.
-The semantic relevance :math:`s(u, j) = \langle z'_u, z'_j \rangle` comes from
-:meth:`LLMHNIDataset.semantic_embeddings <recbole_llmhni.data.dataset.LLMHNIDataset.semantic_embeddings>`
-(S1 + S2, cached artifacts).
+The semantic relevance :math:`s(u, j) = \langle z'_u, z'_j \rangle` comes from S1 + S2.
 
-Config keys (defaults in ``properties/model/LLMHNI_<backbone>.yaml``):
+Config keys (defaults in ``properties/overall.yaml``):
 
 ``llmhni_neg_mode`` (``semantic``)
     ``uniform`` (RecBole's sampled negative; trains exactly like the backbone), ``dns``
@@ -42,9 +50,21 @@ relevant than 90% of the user's own items costs almost nothing.
 ``llmhni_use_alignment`` (``True``)
     ``False``: :math:`s` is the raw cosine of the text embeddings (ablation "w/o alignment").
 ``llmhni_denoise`` (``True``)
-    Denoising (S4-S8, :class:`~recbole_llmhni.models.denoising.DenoisingMixin`): train and
-    rank on :math:`G'` with :math:`\mathcal L_{de}` and :math:`\mathcal L_{hal}`. ``False`` is
-    the ablation "w/o denoising": the model trains on the training graph G only.
+    Denoising (S4-S8): train and rank on :math:`G'` with :math:`\mathcal L_{de}` and
+    :math:`\mathcal L_{hal}`. ``False`` is the ablation "w/o denoising": the model trains on
+    the training graph G only.
+``llmhni_lambda1``, ``llmhni_lambda2`` (``0``, ``0``)
+    weights :math:`\lambda_1` of :math:`\mathcal L_{de}` and :math:`\lambda_2` of
+    :math:`\mathcal L_{hal}`; ``0`` removes the term (``llmhni_lambda2: 0`` is "w/o L_hal").
+    Both default to ``0``: measured at 0.1, they changed amazon-books' test Recall@20 by at
+    most +0.0016, and on ml-100k they stall the ranking loss from a fresh initialisation
+    (with ``llmhni_warm_start`` they do not stall, but end below the default); README,
+    "Results".
+``llmhni_cl_temperature`` (``0.2``), ``llmhni_edge_drop_rate`` (``0.1``)
+    InfoNCE temperature :math:`\tau` of both terms; edge-drop rate :math:`\rho` of the views.
+``llmhni_warm_start`` (``False``)
+    start from S4's ``Rec_pre`` (the same backbone trained on G with plain BPR) instead of a
+    fresh initialisation: every parameter of the backbone is copied.
 
 Randomness: candidates come from a private ``torch.Generator`` seeded with the config's
 ``seed``, so a run's negatives do not depend on how many other random draws happened before
@@ -53,15 +73,16 @@ Randomness: candidates come from a private ``torch.Generator`` seeded with the c
 from __future__ import annotations
 
 from logging import getLogger
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from recbole_llmhni.models.backbones import BackboneLightGCN, BackboneNGCF
-from recbole_llmhni.models.denoising import DenoisingMixin
+from recbole_llmhni.models.graph import drop_edges
+from recbole_llmhni.models.inputs import LLMHNIInputs, inputs_of
+from recbole_llmhni.models.losses import cross_graph_infonce, view_contrast
 from recbole_llmhni.semantic.sampling import (
-    NEG_MODES,
     TrainingPositives,
     candidate_scores,
     draw_candidates,
@@ -72,79 +93,61 @@ from recbole_llmhni.semantic.sampling import (
 __all__ = ["LLMHNIMixin", "LLMHNI_LightGCN", "LLMHNI_NGCF"]
 
 
-def _get(config, key: str, default):
-    value = config[key] if key in config else None
-    return default if value is None else value
-
-
 class LLMHNIMixin:
-    r"""S3 (and the switches of the stages to come) on top of a :class:`GraphRecommender` backbone.
+    r"""S3 and S8 on top of a :class:`GraphRecommender` backbone (see the module docstring).
 
     Put it first in the bases: ``class LLMHNI_X(LLMHNIMixin, BackboneX)``. The backbone is
     built first (same parameters and initial values as the plain backbone under the same
-    seed), then the sampler's state.
+    seed), then the flags are read, then the offline stages' arrays are copied in.
 
     Buffers (non-persistent: rebuilt at construction, kept out of checkpoints):
-    ``positive_keys`` (sorted :math:`u \cdot n_I + i` of the training pairs) and, in
-    ``semantic`` mode, ``semantic_user`` / ``semantic_item`` (:math:`z'` or raw embeddings)
-    and ``fn_threshold`` (:math:`\theta_u`), ``sampling_stats``.
+    ``positive_keys`` (sorted :math:`u \cdot n_I + i` of the training pairs), in ``semantic``
+    mode ``semantic_user`` / ``semantic_item`` and ``fn_threshold`` (:math:`\theta_u`), with
+    denoising ``prime_users`` / ``prime_items`` / ``norm_adj_prime`` (:math:`G'`) and
+    ``removed_keys`` (pairs S7 removed), and ``sampling_stats``.
     """
+
+    #: the run function builds these models after running :class:`recbole_llmhni.pipeline.LLMHNIPipeline`
+    needs_pipeline = True
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
-        self.neg_mode: str = str(_get(config, "llmhni_neg_mode", "semantic")).lower()
-        if self.neg_mode not in NEG_MODES:
-            raise ValueError(f"llmhni_neg_mode={self.neg_mode!r}; use one of: {', '.join(NEG_MODES)}")
-        self.neg_candidates: int = int(_get(config, "llmhni_neg_candidates", 8))
-        self.neg_topk: int = int(_get(config, "llmhni_neg_topk", 1))
-        self.fn_quantile: float = float(_get(config, "llmhni_fn_quantile", 0.9))
-        self.use_alignment: bool = bool(_get(config, "llmhni_use_alignment", True))
-        self.denoise: bool = bool(_get(config, "llmhni_denoise", False))
-        self.neg_seed: int = int(_get(config, "seed", 2020))
-        if self.neg_candidates < 1 or self.neg_topk < 1:
-            raise ValueError(
-                f"llmhni_neg_candidates ({self.neg_candidates}) and llmhni_neg_topk ({self.neg_topk}) must be >= 1"
-            )
-        if not 0.0 <= self.fn_quantile <= 1.0:
-            raise ValueError(f"llmhni_fn_quantile must be in [0, 1], got {self.fn_quantile}")
-        neg_args = config["train_neg_sample_args"] or {}
-        if self.neg_mode != "uniform" and neg_args.get("dynamic", False):
-            raise ValueError(
-                f"llmhni_neg_mode={self.neg_mode} and RecBole's dynamic sampling "
-                "(train_neg_sample_args.dynamic=True) both pick hard negatives; keep one "
-                "(llmhni_neg_mode=uniform for RecBole's)."
-            )
+        # every flag, read once (values checked when the config was built)
+        self.neg_mode: str = config["llmhni_neg_mode"]
+        self.neg_candidates: int = config["llmhni_neg_candidates"]
+        self.neg_topk: int = config["llmhni_neg_topk"]
+        self.fn_quantile: float = config["llmhni_fn_quantile"]
+        self.use_alignment: bool = config["llmhni_use_alignment"]
+        self.neg_seed: int = int(config["seed"])
+        self.denoise: bool = config["llmhni_denoise"]
+        self.lambda1: float = config["llmhni_lambda1"] if self.denoise else 0.0
+        self.lambda2: float = config["llmhni_lambda2"] if self.denoise else 0.0
+        self.cl_temperature: float = config["llmhni_cl_temperature"]
+        self.edge_drop_rate: float = config["llmhni_edge_drop_rate"]
+        self.warm_start: bool = config["llmhni_warm_start"]
 
+        inputs = inputs_of(dataset, type(self).__name__)
         positives = TrainingPositives(self.train_users, self.train_items, self.n_items)
         self.register_buffer("positive_keys", positives.keys, persistent=False)
         self._neg_generator: Optional[torch.Generator] = None
         self.register_buffer("sampling_stats", torch.zeros(3, dtype=torch.long, device=self.device), persistent=False)
-
         if self.neg_mode == "semantic":
-            self.load_semantics(dataset)
-        self.init_denoising(config, dataset, relevance=self._rater_relevance(config, dataset))
+            self._init_semantics(inputs)
+        self._views: Optional[Tuple[Tensor, Tensor]] = None
+        self._view_generator = torch.Generator(device=self.device)
+        self._view_generator.manual_seed(int(config["seed"] or 0) + 1)
+        if self.warm_start:
+            self._load_backbone_weights(inputs)
+        self.has_prime = self.denoise
+        if self.denoise:
+            self._init_denoised_graph(inputs)
 
-    def _rater_relevance(self, config, dataset):
-        """s(u, i) for S6's semantic stand-in rater: the vectors S3 uses when it has them."""
-        if not self.denoise or str(_get(config, "llmhni_rater", "semantic")) != "semantic":
-            return None
-        if hasattr(self, "semantic_user"):
-            return self.semantic_user.cpu().numpy(), self.semantic_item.cpu().numpy()
-        return dataset.semantic_embeddings(aligned=self.use_alignment)
-
-    # ------------------------------------------------------------------ semantic relevance
-    def load_semantics(self, dataset) -> None:
-        r"""Load :math:`z'` (or the raw embeddings) and compute :math:`\theta_u`.
-
-        ``dataset`` is the training split RecBole hands the model; it must be an
-        :class:`~recbole_llmhni.data.dataset.LLMHNIDataset` (``run_recbole_llmhni`` makes one).
-        """
-        if not hasattr(dataset, "semantic_embeddings"):
-            raise TypeError(
-                f"{type(self).__name__} needs LLMHNIDataset (profiles, semantic embeddings); got "
-                f"{type(dataset).__name__}. Run it through run_recbole_llmhni / run_recbole_llmhni.py."
-            )
-        user_z, item_z = dataset.semantic_embeddings(aligned=self.use_alignment)
+    # ------------------------------------------------------------------ construction
+    def _init_semantics(self, inputs: LLMHNIInputs) -> None:
+        r"""Copy :math:`z'` (or the raw embeddings) and compute :math:`\theta_u`."""
+        user_z, item_z = inputs.semantic_user, inputs.semantic_item
+        if user_z is None or item_z is None:
+            raise ValueError(f"{type(self).__name__}: llmhni_neg_mode=semantic needs the semantic vectors of S1-S2; the pipeline gave none")
         if user_z.shape[0] != self.n_users or item_z.shape[0] != self.n_items:
             raise ValueError(
                 f"semantic embeddings have {user_z.shape[0]} users / {item_z.shape[0]} items, "
@@ -165,6 +168,43 @@ class LLMHNIMixin:
             f"items ({'aligned' if self.use_alignment else 'raw'} relevance)"
         )
 
+    def _load_backbone_weights(self, inputs: LLMHNIInputs) -> None:
+        """Copy every parameter of S4's ``Rec_pre`` into this model (``llmhni_warm_start``)."""
+        state = inputs.rec_pre_state
+        if state is None:
+            raise ValueError(f"{type(self).__name__}: llmhni_warm_start needs S4's Rec_pre; the pipeline gave none")
+        own = dict(self.named_parameters())
+        mismatched = [name for name, p in state.items() if name not in own or own[name].shape != p.shape]
+        if mismatched:
+            raise ValueError(
+                f"llmhni_warm_start: Rec_pre does not fit {type(self).__name__} (parameters {mismatched[:3]}); set "
+                "llmhni_pretrain_backbone to the model's own backbone (or leave it empty), or llmhni_warm_start: False."
+            )
+        with torch.no_grad():
+            for name, p in state.items():
+                own[name].copy_(p.detach().to(own[name].device))
+        getLogger().info(f"S8: warm start from Rec_pre ({len(state)} parameter tensors copied)")
+
+    def _init_denoised_graph(self, inputs: LLMHNIInputs) -> None:
+        graph = inputs.graph
+        if graph is None:
+            raise ValueError(f"{type(self).__name__}: llmhni_denoise needs G' from S4-S7; the pipeline gave none")
+        users = torch.as_tensor(graph.users, dtype=torch.long, device=self.device)
+        items = torch.as_tensor(graph.items, dtype=torch.long, device=self.device)
+        self.register_buffer("prime_users", users, persistent=False)
+        self.register_buffer("prime_items", items, persistent=False)
+        self.register_buffer("norm_adj_prime", self.build_adjacency(users, items), persistent=False)
+        removed = torch.as_tensor(graph.removed_users, dtype=torch.long) * self.n_items + torch.as_tensor(
+            graph.removed_items, dtype=torch.long
+        )
+        self.register_buffer("removed_keys", torch.sort(removed).values.to(self.device), persistent=False)
+        getLogger().info(
+            f"S8: training on G' ({len(graph.users)} edges: +{graph.n_added} hard, "
+            f"-{len(graph.removed_users)} noisy); lambda1={self.lambda1}, lambda2={self.lambda2}, "
+            f"tau={self.cl_temperature}, edge drop={self.edge_drop_rate}"
+        )
+
+    # ------------------------------------------------------------------ semantic relevance
     def semantic_relevance(self, users: Tensor, items: Tensor) -> Tensor:
         r""":math:`s(u, i) = \langle z'_u, z'_i \rangle` for paired ``users``/``items`` (same shape)."""
         return (self.semantic_user[users] * self.semantic_item[items]).sum(dim=-1)
@@ -212,10 +252,63 @@ class LLMHNIMixin:
             self.sampling_stats.zero_()
         return stats
 
+    # ------------------------------------------------------------------ S8
+    def rec_adjacency(self) -> Tensor:
+        r""":math:`\hat A_{G'}` with denoising on, else the backbone's :math:`\hat A_G`."""
+        return self.norm_adj_prime if self.has_prime else self.norm_adj
 
-class LLMHNI_LightGCN(DenoisingMixin, LLMHNIMixin, BackboneLightGCN):
+    def train(self, mode: bool = True):
+        """RecBole calls ``model.train()`` at the start of every epoch: redraw the views then."""
+        super().train(mode)
+        if mode and self.lambda2 > 0:
+            self._views = self._draw_views()
+        return self
+
+    def _draw_views(self) -> Tuple[Tensor, Tensor]:
+        dropped_g = drop_edges(self.train_users, self.train_items, self.edge_drop_rate, self._view_generator)
+        dropped_gp = drop_edges(self.prime_users, self.prime_items, self.edge_drop_rate, self._view_generator)
+        return self.build_adjacency(*dropped_g), self.build_adjacency(*dropped_gp)
+
+    def is_removed(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Bool mask: was ``(users[k], items[k])`` removed from :math:`G` by S7 (judged noisy)?"""
+        keys = users.long() * self.n_items + items.long()
+        if self.removed_keys.numel() == 0:
+            return torch.zeros_like(keys, dtype=torch.bool)
+        at = torch.searchsorted(self.removed_keys, keys).clamp_(max=self.removed_keys.numel() - 1)
+        return self.removed_keys[at] == keys
+
+    def calculate_loss(self, interaction):
+        if self.has_prime and self.removed_keys.numel():
+            removed = self.is_removed(interaction[self.USER_ID], interaction[self.ITEM_ID])
+            kept = torch.nonzero(~removed).squeeze(1)
+            if 0 < len(kept) < len(removed):  # a batch of removed pairs only is left as it is
+                interaction = interaction[kept]
+        return super().calculate_loss(interaction)
+
+    def extra_losses(self, interaction, user_e: Tensor, item_e: Tensor, user: Tensor, pos: Tensor, neg: Tensor):
+        r"""``(lambda1 * L_de, lambda2 * L_hal)``, each present iff its weight is non-zero.
+
+        ``user_e`` / ``item_e`` are :math:`H'`, already propagated for :math:`\mathcal L_{rec}`.
+        """
+        terms = tuple(super().extra_losses(interaction, user_e, item_e, user, pos, neg))
+        if not self.has_prime:
+            return terms
+        items = torch.cat([pos, neg.reshape(-1)])
+        if self.lambda1 > 0:
+            h = self.propagate(self.norm_adj)
+            terms += (self.lambda1 * cross_graph_infonce(h, (user_e, item_e), user, items, self.cl_temperature),)
+        if self.lambda2 > 0:
+            if self._views is None:
+                self._views = self._draw_views()
+            view_g = self.propagate(self._views[0])
+            view_gp = self.propagate(self._views[1])
+            terms += (self.lambda2 * view_contrast(view_g, view_gp, user, items, self.cl_temperature),)
+        return terms
+
+
+class LLMHNI_LightGCN(LLMHNIMixin, BackboneLightGCN):
     """LLMHNI with the LightGCN backbone (see the module docstring)."""
 
 
-class LLMHNI_NGCF(DenoisingMixin, LLMHNIMixin, BackboneNGCF):
+class LLMHNI_NGCF(LLMHNIMixin, BackboneNGCF):
     """LLMHNI with the NGCF backbone (see the module docstring)."""

@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recbole_llmhni.data.profiles import profile_path, write_profiles
-from recbole_llmhni.data.safe_pickle import safe_load
+from recbole_llmhni.artifacts.safe_pickle import safe_load
 
 __all__ = [
     "RLMRecFormatError",
@@ -683,7 +683,7 @@ def _sha256(path: Path) -> str:
 
 
 def _manifest(summary: PreparedDataset, source: RLMRecSource) -> Dict[str, Any]:
-    from recbole_llmhni import __version__
+    from recbole_llmhni._version import __version__
 
     return {
         "format": "rlmrec",

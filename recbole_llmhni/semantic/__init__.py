@@ -2,8 +2,8 @@
 
 * :mod:`~recbole_llmhni.semantic.alignment`: S2, the projection MLP trained by InfoNCE on
   pseudo-labels from the training interactions.
-* :mod:`~recbole_llmhni.semantic.store`: S1 + S2 as one cached stage, keyed by raw ids,
-  loaded through :meth:`LLMHNIDataset.semantic_embeddings`.
+* :mod:`~recbole_llmhni.semantic.store`: S1 and S2 as cached stages keyed by raw ids (run by
+  :class:`recbole_llmhni.pipeline.LLMHNIPipeline`).
 * :mod:`~recbole_llmhni.semantic.sampling`: S3, semantic-guided hard negatives inside the
   training step, vectorised over the batch.
 * :mod:`~recbole_llmhni.semantic.check`: the alignment check (Recall@K of raw cosine,
@@ -17,13 +17,13 @@ _EXPORTS = {
     "pseudo_labels": "recbole_llmhni.semantic.alignment",
     "encode_profiles": "recbole_llmhni.semantic.store",
     "aligned_embeddings": "recbole_llmhni.semantic.store",
-    "semantic_embeddings": "recbole_llmhni.semantic.store",
+    "SemanticInputs": "recbole_llmhni.semantic.store",
     "NEG_MODES": "recbole_llmhni.semantic.sampling",
     "TrainingPositives": "recbole_llmhni.semantic.sampling",
     "draw_candidates": "recbole_llmhni.semantic.sampling",
     "select_negatives": "recbole_llmhni.semantic.sampling",
     "per_user_quantile": "recbole_llmhni.semantic.sampling",
-    "alignment_check": "recbole_llmhni.semantic.check",
+    "alignment_check_on_splits": "recbole_llmhni.semantic.check",
 }
 
 __all__ = sorted(_EXPORTS)

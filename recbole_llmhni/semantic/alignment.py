@@ -63,6 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recbole_llmhni.config.defaults import config_get
+
 __all__ = [
     "AlignmentSettings",
     "AlignmentResult",
@@ -75,19 +77,22 @@ __all__ = [
 ]
 
 
+_KEYS = ("top_n", "hidden_size", "output_size", "epochs", "learning_rate", "temperature", "batch_size", "shared")
+
+
 @dataclass(frozen=True)
 class AlignmentSettings:
-    """Hyperparameters of S2 (config keys ``llmhni_align_*``; see the model YAMLs)."""
+    """Hyperparameters of S2: the ``llmhni_align_*`` keys (defaults in ``properties/overall.yaml``)."""
 
-    top_n: int = 50  #: N, pseudo-positives per user (``llmhni_align_top_n``)
-    hidden_size: int = 256  #: width of the MLP's hidden layer (``llmhni_align_hidden_size``)
-    output_size: int = 64  #: dimension of z' (``llmhni_align_output_size``)
-    epochs: int = 40  #: passes over the pseudo-labels (``llmhni_align_epochs``)
-    learning_rate: float = 3e-3  #: Adam step size (``llmhni_align_learning_rate``)
-    temperature: float = 0.2  #: tau of the InfoNCE loss (``llmhni_align_temperature``)
-    batch_size: int = 256  #: pseudo-label pairs per step (``llmhni_align_batch_size``)
-    shared: bool = False  #: one MLP for users and items (``llmhni_align_shared``)
-    seed: int = 2020  #: initial weights and batch order (RecBole's ``seed``)
+    top_n: int  #: N, pseudo-positives per user (``llmhni_align_top_n``)
+    hidden_size: int  #: width of the MLP's hidden layer (``llmhni_align_hidden_size``)
+    output_size: int  #: dimension of z' (``llmhni_align_output_size``)
+    epochs: int  #: passes over the pseudo-labels (``llmhni_align_epochs``)
+    learning_rate: float  #: Adam step size (``llmhni_align_learning_rate``)
+    temperature: float  #: tau of the InfoNCE loss (``llmhni_align_temperature``)
+    batch_size: int  #: pseudo-label pairs per step (``llmhni_align_batch_size``)
+    shared: bool  #: one MLP for users and items (``llmhni_align_shared``)
+    seed: int  #: initial weights and batch order (RecBole's ``seed``)
 
     def __post_init__(self) -> None:
         for name in ("top_n", "hidden_size", "output_size", "epochs", "batch_size"):
@@ -100,26 +105,10 @@ class AlignmentSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> "AlignmentSettings":
-        """Read the ``llmhni_align_*`` keys (and ``seed``) of a RecBole Config or a dict; missing -> default."""
-
-        def get(key: str, default: Any) -> Any:
-            try:
-                value = config[key] if key in config else None
-            except (KeyError, TypeError):
-                value = None
-            return default if value is None else value
-
-        d = cls()
+        """The ``llmhni_align_*`` keys (and ``seed``, default 2020) of a RecBole Config or a mapping."""
         return cls(
-            top_n=int(get("llmhni_align_top_n", d.top_n)),
-            hidden_size=int(get("llmhni_align_hidden_size", d.hidden_size)),
-            output_size=int(get("llmhni_align_output_size", d.output_size)),
-            epochs=int(get("llmhni_align_epochs", d.epochs)),
-            learning_rate=float(get("llmhni_align_learning_rate", d.learning_rate)),
-            temperature=float(get("llmhni_align_temperature", d.temperature)),
-            batch_size=int(get("llmhni_align_batch_size", d.batch_size)),
-            shared=bool(get("llmhni_align_shared", d.shared)),
-            seed=int(get("seed", d.seed)),
+            **{name: config_get(config, f"llmhni_align_{name}") for name in _KEYS},
+            seed=int(config_get(config, "seed", 2020)),
         )
 
     def as_dict(self) -> Dict[str, Any]:

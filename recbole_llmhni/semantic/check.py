@@ -32,9 +32,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recbole_llmhni.semantic.alignment import l2_normalize
-from recbole_llmhni.semantic.store import TextEncoder, aligned_embeddings, encode_profiles
+from recbole_llmhni.semantic.store import SemanticInputs, TextEncoder, aligned_embeddings, encode_profiles
 
-__all__ = ["AlignmentCheck", "RANKERS", "alignment_check", "alignment_check_on_splits", "recall_at_k", "format_check"]
+__all__ = ["AlignmentCheck", "RANKERS", "alignment_check_on_splits", "recall_at_k", "format_check"]
 
 #: ranker name -> description (printed by :func:`format_check`)
 RANKERS: Dict[str, str] = {
@@ -47,7 +47,7 @@ RANKERS: Dict[str, str] = {
 
 @dataclass
 class AlignmentCheck:
-    """Result of :func:`alignment_check`."""
+    """Result of :func:`alignment_check_on_splits`."""
 
     dataset: str
     split: str
@@ -112,7 +112,7 @@ def alignment_check_on_splits(
     train, held_out, extra_known: Optional[List[Any]] = None, k: int = 20, encoder: Optional[TextEncoder] = None,
     split_name: str = "valid",
 ) -> AlignmentCheck:
-    """:func:`alignment_check` on splits already built (``train`` is the training split)."""
+    """Recall@k of the four rankers on ``held_out`` (``train`` is the training split; S1-S2 reused when cached)."""
     seconds: Dict[str, float] = {}
     n_users, n_items = train.user_num, train.item_num
     truth = _interaction_matrix(held_out, n_users, n_items)
@@ -121,11 +121,21 @@ def alignment_check_on_splits(
     for other in extra_known or ():
         known = known + _interaction_matrix(other, n_users, n_items)
 
+    inputs = SemanticInputs.from_dataset(train)
     started = time.perf_counter()
-    raw = encode_profiles(train, encoder)
+    owned = encoder is None
+    if owned:
+        from recbole_llmhni.llm import make_encoder
+
+        encoder = make_encoder(train.config)
+    try:
+        raw = encode_profiles(train.config, inputs, encoder)
+    finally:
+        if owned and hasattr(encoder, "close"):
+            encoder.close()
     seconds["encode"] = time.perf_counter() - started
     started = time.perf_counter()
-    aligned = aligned_embeddings(train, raw=raw)
+    aligned = aligned_embeddings(train.config, inputs, raw)
     seconds["align"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -146,48 +156,10 @@ def alignment_check_on_splits(
         n_users=int(np.count_nonzero(np.diff(truth.indptr))),
         recall=recall,
         encoder=raw.encoder_name,
-        artifact=str(aligned.path),
+        artifact=str(aligned.stage.path),
         reused=aligned.reused,
         seconds=seconds,
     )
-
-
-def alignment_check(
-    model: str = "LLMHNI_LightGCN",
-    dataset: str = "ml-100k",
-    config_file_list: Optional[List[str]] = None,
-    config_dict: Optional[Dict[str, Any]] = None,
-    split: str = "valid",
-    k: int = 20,
-    encoder: Optional[TextEncoder] = None,
-) -> AlignmentCheck:
-    """Recall@k of popularity, raw cosine (two ways) and aligned relevance on ``split``.
-
-    The config is built as for training ``model`` on ``dataset`` (its ``llmhni_align_*``
-    keys apply), so the aligned vectors are the artifact training would use (reused when
-    present). ``split="valid"`` masks training items; ``"test"`` masks training and
-    validation items (DESIGN.md section 4's protocol).
-    """
-    from recbole.utils import init_seed
-
-    from recbole_llmhni.config import LLMHNIConfig
-    from recbole_llmhni.data.locate import check_dataset_present
-    from recbole_llmhni.quick_start import create_dataset
-
-    if split not in ("valid", "test"):
-        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
-    config = LLMHNIConfig(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    check_dataset_present(config)
-    init_seed(config["seed"], config["reproducibility"])  # the same split as a training run
-    started = time.perf_counter()
-    train, valid, test = create_dataset(config).build()
-    load_seconds = time.perf_counter() - started
-    if split == "valid":
-        result = alignment_check_on_splits(train, valid, k=k, encoder=encoder, split_name="valid")
-    else:
-        result = alignment_check_on_splits(train, test, extra_known=[valid], k=k, encoder=encoder, split_name="test")
-    result.seconds = {"load": load_seconds, **result.seconds}
-    return result
 
 
 def format_check(result: AlignmentCheck) -> str:

@@ -43,6 +43,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from recbole_llmhni.config.schema import NEG_MODES
+
 __all__ = [
     "NEG_MODES",
     "TrainingPositives",
@@ -51,8 +53,6 @@ __all__ = [
     "select_negatives",
     "per_user_quantile",
 ]
-
-NEG_MODES = ("uniform", "dns", "semantic")
 
 
 class TrainingPositives:

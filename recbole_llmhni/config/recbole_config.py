@@ -7,24 +7,32 @@ Precedence, lowest first (RecBole's own order, with the plugin's layers slotted 
 3. the plugin's ``properties/model/<model>.yaml`` (plugin models);
 4. ``<data_path>/<dataset>/<dataset>.yaml`` written by ``python -m recbole_llmhni prepare``;
 5. config files, ``config_dict`` and the command line (RecBole's external config).
+
+Every ``llmhni_*`` value of the result is checked (:func:`~recbole_llmhni.config.validate.validate`)
+before the constructor returns, so a bad value fails in a second with one line, before any
+stage runs or any file is written.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Tuple, Type
 
 from recbole.config import Config
 
 from recbole_llmhni import registry
+from recbole_llmhni.config.defaults import PROPERTIES_DIR
+from recbole_llmhni.config.validate import validate
 
-__all__ = ["LLMHNIConfig", "PROPERTIES_DIR"]
-
-PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
+__all__ = ["LLMHNIConfig"]
 
 
 class LLMHNIConfig(Config):
-    """RecBole ``Config`` that resolves plugin model names and loads the plugin's YAML defaults."""
+    """RecBole ``Config`` that resolves plugin model names, loads the plugin's YAML defaults and
+    checks every ``llmhni_*`` value (:class:`~recbole_llmhni.config.validate.ConfigError`)."""
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None) -> None:
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        self.final_config_dict.update(validate(self.final_config_dict, model=self.final_config_dict.get("model")))
 
     def _get_model_and_dataset(self, model, dataset) -> Tuple[str, Type, str]:
         if model is None:
@@ -73,8 +81,3 @@ class LLMHNIConfig(Config):
             return None
         candidate = Path(data_path) / dataset / f"{dataset}.yaml"
         return candidate if candidate.is_file() else None
-
-
-def dataset_dir(config: Config) -> str:
-    """The directory RecBole reads the dataset's atomic files from."""
-    return os.path.abspath(config["data_path"])

@@ -1,0 +1,99 @@
+"""Every ``llmhni_*`` value checked when the config is built, before any stage runs.
+
+:func:`validate` raises :class:`ConfigError` with one line that names the key, the value and
+what is allowed (``llmhni_neg_candidates=-1 is not allowed: use an integer >= 1, e.g.
+--llmhni_neg_candidates=8``). Unknown ``llmhni_*`` keys are refused too (a typo would
+otherwise be ignored silently), with the closest known name.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Dict, Mapping, Optional
+
+from recbole_llmhni.config.defaults import plugin_defaults
+from recbole_llmhni.config.schema import KEYS
+
+__all__ = ["ConfigError", "validate"]
+
+
+class ConfigError(ValueError):
+    """A config value the plugin cannot use; the message is one line with the fix."""
+
+
+def _items(config: Any) -> Dict[str, Any]:
+    if isinstance(config, Mapping):
+        return dict(config)
+    final = getattr(config, "final_config_dict", None)
+    if isinstance(final, Mapping):
+        return dict(final)
+    raise TypeError(f"cannot read config keys from {type(config).__name__}")
+
+
+def _example(key: str) -> str:
+    default = plugin_defaults().get(key)
+    return f", e.g. --{key}={default}" if default is not None else ""
+
+
+def validate(config: Any, model: Optional[str] = None) -> Dict[str, Any]:
+    """Check every ``llmhni_*`` key of ``config`` (a RecBole Config or a mapping).
+
+    Returns ``{key: normalised value}`` of the plugin keys present (``"CSR"`` -> ``"csr"``,
+    ``1e3`` -> ``1000`` for integers). ``model`` enables the checks that depend on it.
+    """
+    items = _items(config)
+    checked: Dict[str, Any] = {}
+    for key, value in items.items():
+        if not str(key).startswith("llmhni_"):
+            continue
+        spec = KEYS.get(key)
+        if spec is None:
+            close = difflib.get_close_matches(key, list(KEYS), n=1)
+            hint = f" Did you mean {close[0]}?" if close else " See the keys in the README's Configuration section."
+            raise ConfigError(f"unknown config key {key}.{hint}")
+        ok, normalised = spec.accepts(value)
+        if not ok:
+            raise ConfigError(f"{key}={value!r} is not allowed: use {spec.describe()}{_example(key)}.")
+        checked[key] = normalised
+    _check_together(checked, items, model)
+    return checked
+
+
+def _check_together(values: Dict[str, Any], items: Dict[str, Any], model: Optional[str]) -> None:
+    def get(key: str) -> Any:
+        return values[key] if key in values else plugin_defaults().get(key)
+
+    high, low = get("llmhni_semantic_high"), get("llmhni_semantic_low")
+    if high is not None and low is not None and low > high:
+        raise ConfigError(
+            f"llmhni_semantic_low={low} is above llmhni_semantic_high={high}; the Low threshold must not exceed the High one."
+        )
+    if get("llmhni_semantic_thresholds") == "quantile":
+        for key, value in (("llmhni_semantic_high", high), ("llmhni_semantic_low", low)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(
+                    f"{key}={value} is not a quantile level: with llmhni_semantic_thresholds=quantile use a number in "
+                    "[0, 1], or set llmhni_semantic_thresholds=absolute for a relevance value."
+                )
+    if values.get("llmhni_rater") == "oracle" and "llmhni_noise_ratio" in values and not values["llmhni_noise_ratio"]:
+        raise ConfigError(
+            "llmhni_rater=oracle is a simulated rater that knows the injected noise: it runs only with "
+            "llmhni_noise_ratio > 0 (e.g. --llmhni_noise_ratio=0.2); use llmhni_rater=semantic or openai otherwise."
+        )
+    if model is None or not str(model).startswith("LLMHNI_"):
+        return
+    topk, candidates = get("llmhni_neg_topk"), get("llmhni_neg_candidates")
+    if topk > candidates:
+        raise ConfigError(f"llmhni_neg_topk={topk} exceeds llmhni_neg_candidates={candidates}; use a k no larger than M.")
+    neg_args = items.get("train_neg_sample_args") or {}
+    if get("llmhni_neg_mode") != "uniform" and isinstance(neg_args, Mapping) and neg_args.get("dynamic", False):
+        raise ConfigError(
+            f"llmhni_neg_mode={get('llmhni_neg_mode')} and RecBole's dynamic sampling (train_neg_sample_args.dynamic=True) "
+            "both pick hard negatives; keep one (llmhni_neg_mode=uniform for RecBole's)."
+        )
+    backbone = get("llmhni_pretrain_backbone")
+    own = "BackboneNGCF" if str(model).endswith("NGCF") else "BackboneLightGCN"
+    if get("llmhni_warm_start") and backbone not in (None, own):
+        raise ConfigError(
+            f"llmhni_warm_start=True copies Rec_pre into {model}, but llmhni_pretrain_backbone={backbone} is another "
+            f"backbone; set llmhni_pretrain_backbone={own} (or ~), or llmhni_warm_start=False."
+        )

@@ -1,0 +1,74 @@
+"""The trainer of a run: RecBole's own for the model, recording every epoch as data.
+
+:func:`make_trainer` returns RecBole's trainer for the model (``get_trainer``), made able to
+load its checkpoints on today's torch (:func:`recbole_llmhni.compat.trusted_checkpoint_trainer`)
+and extended by :class:`EpochRecorder`: after every training epoch it logs and records each
+loss term (RecBole's loss tuple) and the mean L2 norm of the user and item embeddings (a
+contrastive term that holds the ranking loss at ln 2 shows here as a norm that does not grow),
+also to tensorboard; after every evaluation, its time and score. ``trainer.epoch_records`` is
+what the run record (JSON) holds, so benchmarks never read log text.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+from recbole.utils import get_trainer
+
+from recbole_llmhni.compat import trusted_checkpoint_trainer
+
+__all__ = ["EpochRecorder", "make_trainer", "embedding_norms"]
+
+
+def embedding_norms(model: torch.nn.Module) -> Dict[str, float]:
+    """Mean L2 norm of the rows of ``user_embedding`` and ``item_embedding`` (those the model has)."""
+    out: Dict[str, float] = {}
+    for side in ("user", "item"):
+        table = getattr(model, f"{side}_embedding", None)
+        if isinstance(table, torch.nn.Embedding):
+            with torch.no_grad():
+                out[f"{side}_embedding_norm"] = float(table.weight.norm(dim=1).mean())
+    return out
+
+
+class EpochRecorder:
+    """Trainer mixin: one record per epoch in ``self.epoch_records`` (see the module docstring)."""
+
+    epoch_records: List[Dict[str, Any]]
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if not hasattr(self, "epoch_records"):
+            self.epoch_records = []
+        started = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        record: Dict[str, Any] = {"epoch": int(epoch_idx) + 1, "train_seconds": time.perf_counter() - started}
+        terms = [float(t) for t in loss] if isinstance(loss, tuple) else [float(loss)]
+        record["loss"] = sum(terms)
+        record["loss_terms"] = terms
+        record.update(embedding_norms(self.model))
+        norms = {k: v for k, v in record.items() if k.endswith("_norm")}
+        if norms:
+            self.logger.info("epoch %d embedding norms: %s", epoch_idx, ", ".join(f"{k} {v:.4f}" for k, v in norms.items()))
+            tensorboard = getattr(self, "tensorboard", None)
+            for key, value in norms.items():
+                if tensorboard is not None:
+                    tensorboard.add_scalar(key.replace("_", " ").title().replace(" ", ""), value, epoch_idx)
+        self.epoch_records.append(record)
+        return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        started = time.perf_counter()
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        if getattr(self, "epoch_records", None):
+            self.epoch_records[-1].update(valid_seconds=time.perf_counter() - started, valid_score=float(score))
+        return score, result
+
+
+def make_trainer(config: Any, model: torch.nn.Module, trainer_cls: Optional[type] = None) -> Any:
+    """RecBole's trainer for ``config["model"]`` (or ``trainer_cls``), recording and checkpoint-safe."""
+    base = trusted_checkpoint_trainer(trainer_cls or get_trainer(config["MODEL_TYPE"], config["model"]))
+    recorder = type(base.__name__, (EpochRecorder, base), {"__qualname__": base.__qualname__})
+    trainer = recorder(config, model)
+    trainer.epoch_records = []
+    return trainer
