@@ -7,9 +7,10 @@
     user and each of its training items (``<data-path>/<dataset>/<dataset>.train.inter``) and,
     for scale, the mean cosine over every sampled user x sampled item pair, in that panel's space.
 
-    Reads ``<artifact-dir>/<dataset>/semantic/aligned-*.npz`` (unless ``--aligned``, the newest
-    one fitted on the clean training split, else the newest; its ``.json`` sidecar names the encoder and the training edges it was fitted
-    on), the profile files ``<data-path>/<dataset>/<dataset>.{user,item}_profile.jsonl`` and the
+    Reads S2's ``<artifact-dir>/<dataset>/align/<key>/aligned.npz`` (unless ``--aligned``, the
+    newest one fitted on the clean training split, else the newest; the stage's
+    ``manifest.json`` names S1's key, whose manifest names the encoder, and the fingerprint of
+    the training edges it was fitted on), the profile files ``<data-path>/<dataset>/<dataset>.{user,item}_profile.jsonl`` and the
     embedding cache ``<artifact-dir>/llm_cache/llm_cache.sqlite3`` (``--cache``). The raw
     vectors come from the package's own encoder, limited to the cache: a profile that is not
     cached is an error, never an encode.
@@ -76,20 +77,37 @@ def read_pairs(path: Path) -> Tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- t-SNE
-def pick_aligned(semantic_dir: Path, explicit: Optional[str], train_pairs=None) -> Path:
+def _aligned_files(align_dir: Path) -> List[Path]:
+    """Complete S2 stage directories' ``aligned.npz`` (manifest present), oldest first."""
+    root = require(align_dir, "S2 align artifact folder")
+    files = [d / "aligned.npz" for d in root.iterdir() if (d / "aligned.npz").is_file() and (d / "manifest.json").is_file()]
+    return sorted(files, key=lambda p: (p.parent / "manifest.json").stat().st_mtime)
+
+
+def pick_aligned(align_dir: Path, explicit: Optional[str], train_pairs=None) -> Path:
     """``--aligned``, else the newest aligned file fitted on the clean training split (else the newest)."""
     if explicit:
         return require(Path(explicit), "aligned embeddings (--aligned)")
-    files = sorted(require(semantic_dir, "semantic artifact folder").glob("aligned-*.npz"),
-                   key=lambda p: p.stat().st_mtime)
+    files = _aligned_files(align_dir)
     if not files:
-        raise MissingArtifact(f"figures.py: missing aligned embeddings: no {semantic_dir}/aligned-*.npz")
+        raise MissingArtifact(f"figures.py: missing aligned embeddings: no {align_dir}/<key>/aligned.npz with a manifest")
     if train_pairs is not None:
         for path in reversed(files):
-            sidecar = path.with_suffix(".json")
-            if sidecar.exists() and edges_label(json.loads(sidecar.read_text()), train_pairs, None) == "clean training split":
+            if edges_label(aligned_manifest(path), train_pairs, None) == "clean training split":
                 return path
     return files[-1]
+
+
+def aligned_manifest(aligned_path: Path) -> dict:
+    """The S2 stage manifest beside ``aligned.npz`` (its ``material``: S1's key, train edges, settings)."""
+    return json.loads(require(aligned_path.parent / "manifest.json", "S2 stage manifest").read_text())
+
+
+def aligned_encoder(aligned_path: Path, meta: dict) -> str:
+    """The S1 encoder of the vectors S2 aligned: from the S1 stage manifest its key names."""
+    encode_key = meta.get("material", {}).get("encode")
+    s1 = aligned_path.parent.parent.parent / "encode" / str(encode_key) / "manifest.json"
+    return str(json.loads(require(s1, "S1 stage manifest").read_text()).get("material", {}).get("encoder"))
 
 
 class _CacheOnly:
@@ -139,18 +157,18 @@ def tsne_2d(x: np.ndarray, seed: int, pca_dims: int) -> np.ndarray:
 
 
 def edges_label(meta: dict, train_pairs, noise_pairs) -> str:
-    """Which training edges the aligned file was fitted on (by its train_edges_sha256)."""
-    from recbole_llmhni.semantic.store import _edges_hash
+    """Which training edges the aligned file was fitted on (S2's ``train_edges`` fingerprint)."""
+    from recbole_llmhni.artifacts import edges_fingerprint
 
-    want = meta.get("inputs", {}).get("train_edges_sha256")
+    want = meta.get("material", {}).get("train_edges")
     if want is None:
         return "unknown training edges"
-    if _edges_hash(*train_pairs) == want:
+    if edges_fingerprint(*train_pairs) == want:
         return "clean training split"
     if noise_pairs is not None:
         users = np.concatenate([train_pairs[0], noise_pairs[0]])
         items = np.concatenate([train_pairs[1], noise_pairs[1]])
-        if _edges_hash(users, items) == want:
+        if edges_fingerprint(users, items) == want:
             return "training split + injected noise"
     return "training edges not recognised"
 
@@ -158,12 +176,12 @@ def edges_label(meta: dict, train_pairs, noise_pairs) -> str:
 def draw_tsne(args, data_dir: Path, art: Path, train_pairs, noise_pairs, out: Path) -> Path:
     from recbole_llmhni.data.profiles import profile_path, read_profiles
 
-    aligned_path = pick_aligned(art / "semantic", args.aligned, train_pairs)
-    sidecar = require(aligned_path.with_suffix(".json"), "aligned-embeddings sidecar")
-    meta = json.loads(sidecar.read_text())
+    aligned_path = pick_aligned(art / "align", args.aligned, train_pairs)
+    meta = aligned_manifest(aligned_path)
+    encoder_name = aligned_encoder(aligned_path, meta)
     print(f"aligned vectors: {aligned_path}")
     fitted_on = edges_label(meta, train_pairs, noise_pairs)
-    print(f"  encoder {meta['inputs']['encoder']}, alignment {meta['inputs'].get('alignment')}, fitted on: {fitted_on}")
+    print(f"  encoder {encoder_name}, alignment {meta.get('material', {}).get('alignment')}, fitted on: {fitted_on}")
 
     with np.load(aligned_path, allow_pickle=False) as npz:
         user_ids, item_ids = npz["user_ids"].astype(str), npz["item_ids"].astype(str)
@@ -180,8 +198,8 @@ def draw_tsne(args, data_dir: Path, art: Path, train_pairs, noise_pairs, out: Pa
     if missing:
         raise SystemExit(f"figures.py: ids of {aligned_path} without a profile, e.g. {missing}")
     cache_path = Path(args.cache) if args.cache else Path(args.artifact_dir) / "llm_cache" / "llm_cache.sqlite3"
-    print(f"raw embeddings: {meta['inputs']['encoder']} from the cache {cache_path}")
-    raw_u, raw_i = raw_embeddings(cache_path, meta["inputs"]["encoder"],
+    print(f"raw embeddings: {encoder_name} from the cache {cache_path}")
+    raw_u, raw_i = raw_embeddings(cache_path, encoder_name,
                                   {u: user_profiles[u] for u in user_ids},
                                   {i: item_profiles[i] for i in item_ids})
 
@@ -225,7 +243,7 @@ def draw_tsne(args, data_dir: Path, art: Path, train_pairs, noise_pairs, out: Pa
     fig.suptitle(
         f"{args.dataset}: users and items before and after S2 alignment "
         f"(t-SNE after PCA to {args.pca_dims} dims, seed {args.seed})\n"
-        f"aligned file {aligned_path.stem}, fitted on the {fitted_on}; cosines over the clean train edges "
+        f"aligned file {aligned_path.parent.name}, fitted on the {fitted_on}; cosines over the clean train edges "
         f"of the sampled users, each in its panel's own space",
         fontsize=11,
     )
@@ -371,7 +389,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="llmhni_artifact_dir (holds <dataset>/ and llm_cache/)")
     parser.add_argument("--data-path", default=str(REPO / "dataset"), help="RecBole data_path (holds <dataset>/)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "figures"))
-    parser.add_argument("--aligned", help="aligned-*.npz to use (default: the newest fitted on the clean training split)")
+    parser.add_argument("--aligned", help="<artifact-dir>/<dataset>/align/<key>/aligned.npz to use (default: the newest fitted on the clean training split)")
     parser.add_argument("--cache", help="embedding cache (default <artifact-dir>/llm_cache/llm_cache.sqlite3)")
     parser.add_argument("--ratings", help="ratings dir to use (default: see the module docstring)")
     parser.add_argument("--noise-ratio", type=float, default=0.1)

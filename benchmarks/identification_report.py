@@ -2,10 +2,11 @@
 
 Prepares ``amazon-books`` from the RLMRec release (``prepare_rlmrec``) into an ignored
 folder, injects ``--noise`` (default 10%) random non-interacted pairs into the training
-split, computes the semantic relevance s(u, i) (S1 encode + S2 align, issue 4's
-``LLMHNIDataset.semantic_embeddings``), runs S4-S7 and prints the identification report:
-how many injected pairs reached the candidate set, and the precision / recall / F1 of the
-``noisy`` label against them.
+split, runs the offline pipeline on it (``LLMHNIPipeline``: S1 encode + S2 align for the
+semantic relevance s(u, i) when the rater needs it, then S4-S7) and prints the
+identification report of its result: how many injected pairs reached the candidate set, and
+the precision / recall / F1 of the ``noisy`` label against them, with each stage's status
+and time from the pipeline's stage reports.
 
 Every stage is cached under ``--artifacts`` (and LLM answers / embeddings in ``--cache``),
 so a second run only prints. The default rater is the offline ``semantic`` stand-in
@@ -79,11 +80,12 @@ def main(argv=None) -> int:
     sys.argv = sys.argv[:1]  # RecBole parses every --key=value of the command line itself
 
     import recbole_llmhni  # noqa: F401  (compat shims first)
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_logger
 
-    from recbole_llmhni.config import LLMHNIConfig
-    from recbole_llmhni.data.dataset import LLMHNIDataset
+    from recbole_llmhni.config import config_get
     from recbole_llmhni.denoise.report import format_report
+    from recbole_llmhni.pipeline import LLMHNIPipeline
+    from recbole_llmhni.quick_start import build_config, build_splits
 
     prepare(args.src, args.data)
     config_dict = {
@@ -93,43 +95,45 @@ def main(argv=None) -> int:
         "llmhni_noise_ratio": args.noise,
         "llmhni_rater": args.rater,
         "llmhni_use_alignment": not args.no_alignment,
+        "llmhni_denoise": True,
+        # S1-S2 only where the rater needs s(u, i) (the semantic stand-in): S3 is not run here
+        "llmhni_neg_mode": "uniform",
         "show_progress": True,
     }
     for item in args.set:
         key, _, value = item.partition("=")
         config_dict[key.strip()] = _value(value.strip())
-    config = LLMHNIConfig(model=args.model, dataset=DATASET, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
+    config = build_config(args.model, DATASET, config_dict=config_dict)
     init_logger(config)
 
     timings = {}
     started = time.perf_counter()
-    train = LLMHNIDataset(config).build()[0]
+    train = build_splits(config)[0]  # seeded as a run with this config
     timings["dataset"] = time.perf_counter() - started
 
-    relevance = None
-    if args.rater == "semantic":
-        started = time.perf_counter()
-        relevance = train.semantic_embeddings()
-        timings["S1+S2 relevance"] = time.perf_counter() - started
-
     started = time.perf_counter()
-    graph = train.denoised_graph(relevance=relevance)
-    timings["S4-S7"] = time.perf_counter() - started
+    result = LLMHNIPipeline(config).run(train)
+    timings["pipeline"] = time.perf_counter() - started
+    for stage in result.reports:
+        if stage.status in ("computed", "reused"):
+            timings[stage.stage] = stage.seconds
+    graph = result.graph
+    if graph is None:
+        print("no denoised graph: S4-S7 are off for this config (llmhni_denoise=False)")
+        return 1
 
     print()
     print(format_report(graph.report))
+    print("  stages: " + "; ".join(f"{r.stage} {r.status}" for r in result.reports))
     print("  timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f"  artifacts: {graph.directory}")
     keys = ("llmhni_pretrain_epochs", "llmhni_cand_kn", "llmhni_cand_kp", "llmhni_cand_max_pairs",
             "llmhni_liked_items", "llmhni_semantic_high", "llmhni_semantic_low")
-    from recbole_llmhni.denoise.pipeline import DEFAULTS
-    from recbole_llmhni.llm.settings import DEFAULTS as LLM_DEFAULTS
-
-    shown = {k: config[k] if config[k] is not None else {**DEFAULTS, **LLM_DEFAULTS}.get(k) for k in keys}
+    shown = {k: config_get(config, k) for k in keys}
     print("  settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     if args.json:
-        args.json.write_text(json.dumps({"report": graph.report, "timings": timings, "settings": shown}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"report": result.identification, "timings": timings, "settings": shown,
+                                         "stages": result.to_dict()["stages"]}, indent=2, default=str) + "\n")
     return 0
 
 

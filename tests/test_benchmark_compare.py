@@ -1,62 +1,72 @@
-"""The benchmark harness's pure parts: job lists, log parsing, the best-epoch arithmetic."""
-import importlib.util
+"""The benchmark harness's pure parts: suites, result records (old and new), the report.
+
+Offline and fast: no job is run. Records of new runs are built by the package's own
+``run_record`` from a fake fitted run, so the report is tested against what runs write.
+"""
+import ast
 import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from recbole_llmhni.quick_start import epochs_of
+from recbole_llmhni.quick_start import epochs_of, run_record
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import compare  # noqa: E402  (benchmarks/compare.py)
+import figures  # noqa: E402
+import records  # noqa: E402
+import report  # noqa: E402
+import runner  # noqa: E402
+import suites  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("bench_compare", REPO / "benchmarks" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_compare"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-LOG = """\
-Mon 23 Nov 2026 01:30:22 INFO  semantic S1: 943 user and 1682 item profiles encoded by x (dim 384) in 72.2 s
-Mon 23 Nov 2026 01:31:16 INFO  semantic S2: aligned embeddings reused from /a/aligned-1.npz (0.51 s)
-Mon 23 Nov 2026 01:31:16 INFO  S4 pretrain: training BackboneLightGCN for 30 epochs on the training split
-Mon 23 Nov 2026 01:31:17 INFO  epoch 0 training [time: 9.00s, train loss: 1.0]
-Mon 23 Nov 2026 01:31:44 INFO  S4 pretrain: computed in 27.3 s -> /a/pretrain/5233
-Mon 23 Nov 2026 01:31:44 INFO  S5 candidates: computed in 0.1 s -> /a/candidates/1947: 2,829 high-score negatives
-Mon 23 Nov 2026 01:31:44 INFO  S6 rate: reused /a/ratings/43a2 (0.2 s): 5,658 pairs rated
-  precision / recall / F1         0.6330 / 0.3327 / 0.4362
-Mon 23 Nov 2026 01:31:45 INFO  epoch 0 training [time: 0.95s, train loss: 27.5]
-Mon 23 Nov 2026 01:31:46 INFO  epoch 0 evaluating [time: 0.21s, valid_score: 0.250700]
-Mon 23 Nov 2026 01:31:47 INFO  epoch 1 training [time: 0.92s, train loss: 20.1]
-Mon 23 Nov 2026 01:31:48 INFO  epoch 1 evaluating [time: 0.20s, valid_score: 0.260700]
-"""
-
-
-def test_parse_log_reads_epochs_stages_and_identification(compare):
-    parsed = compare.parse_log(LOG)
-    assert parsed["train_epoch_seconds"] == [9.0, 0.95, 0.92]  # S4's epochs too; _finish keeps the last n
-    assert parsed["eval_seconds"] == [0.21, 0.20]
-    stages = parsed["stages"]
-    assert stages["S1 encode"] == {"how": "computed", "seconds": 72.2}
-    assert stages["S2 align"] == {"how": "reused", "seconds": 0.51}
-    assert stages["S4 pretrain"] == {"how": "computed", "seconds": 27.3}
-    assert stages["S5 candidates"]["seconds"] == 0.1 and stages["S6 rate"] == {"how": "reused", "seconds": 0.2}
-    assert parsed["identification"] == {"precision": 0.633, "recall": 0.3327, "f1": 0.4362}
-
-
-def test_every_suite_has_unique_labels_and_result_files(compare, tmp_path):
-    for suite in ("models", "noise", "ablation", "s8", "speed"):
-        jobs = compare.suite_jobs(suite, ["ml-100k", "amazon-books"])
-        assert jobs
+# ----------------------------------------------------------------------------- suites
+def test_every_suite_has_unique_labels_and_result_files(tmp_path):
+    for suite in suites.SUITES:
+        jobs = suites.suite_jobs(suite, ["ml-100k", "amazon-books"])
+        assert jobs and all(j.suite == suite for j in jobs)
         paths = [j.result_path(tmp_path) for j in jobs]
         assert len(set(paths)) == len(paths), suite
+        assert all(p.parent.parent.parent == tmp_path for p in paths)
     with pytest.raises(SystemExit):
-        compare.suite_jobs("nope", ["ml-100k"])
+        suites.suite_jobs("nope", ["ml-100k"])
+
+
+def test_suite_definitions():
+    models = suites.suite_jobs("models", ["toy"])
+    assert [j.label for j in models] == ["LLMHNI_LightGCN", "LLMHNI_NGCF", "LightGCN", "LightGCN+DNS", "NGCF", "BPR"]
+    assert models[3].params == suites.DNS and models[3].slug == "LightGCN_DNS"
+    noise = suites.suite_jobs("noise", ["toy"])
+    assert sorted({j.params["llmhni_noise_ratio"] for j in noise}) == suites.NOISE_RATIOS
+    speed = suites.suite_jobs("speed", ["toy"], speed_epochs=3)
+    assert all(j.params == {"epochs": 3, "stopping_step": 10 ** 6} for j in speed)
+    ablation = {j.label: j for j in suites.suite_jobs("ablation", ["toy"])}
+    assert ablation["w/o alignment"].slug == "w_o_alignment"
+    assert ablation["full, S8 on, w/o L_hal"].params == {"llmhni_lambda1": 0.1, "llmhni_lambda2": 0.0}
+
+
+def test_command_line_keeps_every_option():
+    args = compare.parser().parse_args(
+        ["run", "--suite", "noise", "models", "--datasets", "toy", "--only", "LightGCN", "--epochs", "7",
+         "--time-budget", "60", "--deadline", "600", "--device", "cpu", "--set", "llmhni_rater=oracle",
+         "--force", "--workers", "2", "--results", "/tmp/r", "--speed-epochs", "2", "--skip", "BPR",
+         "--fresh-artifacts"])
+    jobs = runner.select_jobs(args)
+    assert [j.label for j in jobs] == ["LightGCN"]
+    line = runner.command_line(args, jobs[0])
+    assert line == ("python benchmarks/compare.py run --suite models --datasets toy --only 'LightGCN' --epochs 7 "
+                    "--time-budget 60 --deadline 600 --device cpu --set llmhni_rater=oracle")
+    params = runner.job_params(args, jobs[0], Path("/tmp/w"), {"llmhni_rater": "oracle"})
+    assert params["epochs"] == 7 and params["device"] == "cpu" and params["use_gpu"] is False
+    assert params["llmhni_artifact_dir"] == "/tmp/w/llmhni_artifacts"  # --fresh-artifacts
+    assert params["llmhni_rater"] == "oracle" and params["eval_batch_size"] == runner.EVAL_BATCH
+    assert compare.parser().parse_args(["report", "--readme", ""]).readme == ""
 
 
 @pytest.mark.parametrize("trained, cur_step, eval_step, best", [(110, 11, 1, 99), (20, 0, 1, 20), (88, 5, 2, 78)])
@@ -66,48 +76,264 @@ def test_epochs_of_reads_the_best_epoch_from_the_early_stopping_counter(trained,
     assert epochs_of(trainer) == (trained, best)
 
 
-def _record(suite, label, model, r20, **extra):
-    return {"suite": suite, "label": label, "model": model, "dataset": "toy", "params": {},
-            "machine": {"gpu": "NVIDIA H100 80GB HBM3"} if extra.pop("gpu", False) else {"cpu_count": 2},
-            "test": {"recall@10": r20 / 2, "recall@20": r20, "ndcg@10": r20 / 3, "ndcg@20": r20 / 2.5},
-            "best_epoch": 9, "epochs_trained": 20, "status": "early stop", "wall_seconds_total": 600.0,
-            "log": {"train_epoch_seconds": [1.0, 3.0, 2.0], "eval_seconds": [0.5]}, **extra}
+# ----------------------------------------------------------------------------- records
+class _Config(dict):
+    model_class = SimpleNamespace(needs_pipeline=True)
 
 
-def test_readme_blocks_are_filled_from_result_files_only(compare):
-    records = [_record("models", "LightGCN", "LightGCN", 0.15),
-               _record("models", "LLMHNI_LightGCN", "LLMHNI_LightGCN", 0.1647, gpu=True),
-               _record("noise", "LLMHNI_LightGCN noise=0.2", "LLMHNI_LightGCN", 0.15, status="time budget",
-                       identification={"identification": {"precision": 0.6634, "recall": 0.2673}})]
+def _pipeline():
+    from recbole_llmhni.denoise.rewrite import EdgeList
+    from recbole_llmhni.pipeline.results import DenoisedGraph, PipelineResult, StageReport
+
+    none = EdgeList(np.zeros(0), np.zeros(0))
+    graph = DenoisedGraph(np.array([1]), np.array([2]), none, none, n_items=3, counts={"train": 10, "removed": 2},
+                          report={"rater": "semantic", "identification": {"precision": 0.6634, "recall": 0.2673, "f1": 0.37}})
+    reports = [StageReport("S1 encode", "reused", 0.4, "/a/encode/k1"), StageReport("S2 align", "computed", 61.2, "/a/align/k2"),
+               StageReport("S4 pretrain", "skipped", 0.0, "/a/pretrain/k4"), StageReport("S5 candidates", "reused", 0.1),
+               StageReport("S6 rate", "computed", 1.5), StageReport("S7 rewrite", "computed", 0.2)]
+    return PipelineResult(reports, graph=graph)
+
+
+def _run(epochs=3, cur_step=1, cap=300, pipeline=True):
+    """A fitted run as run_record sees it: per-epoch records of the trainer, the pipeline's reports."""
+    config = _Config(model="LLMHNI_LightGCN", dataset="toy", valid_metric="recall@20", epochs=cap, seed=2020,
+                     device="cpu", llmhni_noise_ratio=0.2)
+    epoch_records = [{"epoch": e + 1, "train_seconds": [1.0, 3.0, 2.0, 5.0][e], "loss": 0.7, "loss_terms": [0.7],
+                      "valid_seconds": 0.5, "valid_score": 0.1} for e in range(epochs)]
+    trainer = SimpleNamespace(train_loss_dict={e: 0.7 for e in range(epochs)}, start_epoch=0, cur_step=cur_step,
+                              eval_step=1, epoch_records=epoch_records)
+    return SimpleNamespace(config=config, trainer=trainer, setup_seconds=70.0, pipeline=_pipeline() if pipeline else None)
+
+
+TEST = {"recall@10": 0.0824, "recall@20": 0.1647, "ndcg@10": 0.0549, "ndcg@20": 0.0659}
+
+
+def _new_record(**extra):
+    rec = run_record(_run(), {"recall@20": 0.16}, TEST, 12.0)
+    base = {"format": records.RECORD_FORMAT, "suite": "noise", "label": "LLMHNI_LightGCN noise=0.2",
+            "model": "LLMHNI_LightGCN", "dataset": "toy", "params": {"llmhni_noise_ratio": 0.2},
+            "machine": {"cpu_count": 2}, "command": "c", "wall_seconds_total": 600.0}
+    return json.loads(json.dumps({**records.finished_record(base, rec), **extra}))
+
+
+def _old_record(**extra):
+    """A result file of the first harness (times parsed from the log then)."""
+    rec = {"suite": "noise", "label": "LLMHNI_LightGCN noise=0.2", "model": "LLMHNI_LightGCN", "dataset": "toy",
+           "params": {"llmhni_noise_ratio": 0.2}, "machine": {"cpu_count": 2}, "command": "c",
+           "test": dict(TEST), "valid": {"recall@20": 0.16}, "best_epoch": 2, "epochs_trained": 3,
+           "status": "early stop", "setup_seconds": 70.0, "wall_seconds_total": 600.0,
+           "encoder": "sentence-transformers", "rater": "semantic",
+           "identification": {"rater": "semantic", "identification": {"precision": 0.6634, "recall": 0.2673, "f1": 0.37}},
+           "log": {"train_epoch_seconds": [1.0, 3.0, 2.0], "eval_seconds": [0.5, 0.5, 0.5],
+                   "stages": {"S1 encode": {"how": "reused", "seconds": 0.4}, "S2 align": {"how": "computed", "seconds": 61.2},
+                              "S5 candidates": {"how": "reused", "seconds": 0.1}, "S6 rate": {"how": "computed", "seconds": 1.5},
+                              "S7 rewrite": {"how": "computed", "seconds": 0.2}}}}
+    return {**rec, **extra}
+
+
+def test_a_run_record_and_an_old_result_file_give_the_same_view():
+    new, old = records.view(_new_record()), records.view(_old_record())
+    assert new["status"] == "early stop" and new["best_epoch"] == 2 and new["epochs_trained"] == 3
+    for key in ("test", "valid", "train_epoch_seconds", "eval_seconds", "stages", "ident", "best_epoch", "status"):
+        assert new[key] == old[key], key
+    assert records.sec_per_epoch(new) == 2.0  # median of the model's own epochs
+    assert "S4 pretrain" not in new["stages"]  # skipped: S5's candidates were cached
+    assert new["ident"]["precision"] == 0.6634
+
+
+def test_view_of_a_plain_model_and_of_a_job_stopped_by_its_budget():
+    plain = records.view(json.loads(json.dumps({"format": 2, **run_record(_run(pipeline=False), {}, {}, 1.0)})))
+    assert plain["stages"] == {} and plain["ident"] == {} and plain["test"] is None
+    capped = run_record(_run(epochs=4, cur_step=0, cap=4), {}, TEST, 1.0)
+    assert records.status_of(capped) == "epoch cap"
+    assert records.sec_per_epoch(records.view({"format": 2, **capped})) == 2.5
+
+
+def _spec(tmp_path, out_name="job.json"):
+    return {"out": str(tmp_path / out_name), "machine": {"cpu_count": 2}, "command": "c"}
+
+
+def test_job_record_from_the_child_files(tmp_path):
+    job = suites.Job("models", "LLMHNI_LightGCN", "LLMHNI_LightGCN", "toy")
+    spec = _spec(tmp_path)
+    child, progress = runner._child_files(Path(spec["out"]))
+    child.write_text(json.dumps({**run_record(_run(), {}, TEST, 12.0), "peak_rss_mb": 700.0}))
+    done = runner.job_record(job, spec, tmp_path, 0, 99.0, False)
+    assert done["status"] == "early stop" and done["format"] == records.RECORD_FORMAT
+    assert done["test_result"] == TEST and done["peak_rss_mb"] == 700.0 and done["wall_seconds_total"] == 99.0
+    assert done["suite"] == "models" and done["label"] == "LLMHNI_LightGCN"
+    child.unlink()
+    progress.write_text(json.dumps(run_record(_run(epochs=2, cur_step=0), {"recall@20": 0.1}, TEST, 5.0)))
+    stopped = runner.job_record(job, spec, tmp_path, -15, 3600.0, True)
+    assert stopped["status"] == "time budget" and stopped["best_epoch"] == 2 and stopped["test_result"] == TEST
+    (tmp_path / "stderr.txt").write_text("Traceback\nValueError: boom\n")
+    failed = runner.job_record(job, spec, tmp_path, 1, 5.0, False)
+    assert failed["status"] == "failed" and failed["stderr_tail"][-1] == "ValueError: boom"
+    assert report.readme_table("models", [records.view(failed)])[2].startswith("| LLMHNI_LightGCN | - | - |")
+
+
+class _FakeTrainer(SimpleNamespace):
+    """Fits 3 epochs; validation improves at epochs 1 and 2 (RecBole's counters and callback)."""
+
+    def fit(self, train, valid, saved=True, show_progress=False, callback_fn=None):
+        for epoch_idx, improved in enumerate((True, True, False)):
+            self.train_loss_dict[epoch_idx] = 0.7
+            self.epoch_records.append({"epoch": epoch_idx + 1, "train_seconds": 1.0 + epoch_idx, "loss": 0.7,
+                                       "loss_terms": [0.7], "valid_seconds": 0.5, "valid_score": 0.1})
+            self.cur_step = 0 if improved else self.cur_step + 1
+            if improved:
+                self.best_valid_result = {"recall@20": 0.1 * (epoch_idx + 1)}
+            callback_fn(epoch_idx, 0.1)
+        return 0.2, self.best_valid_result
+
+    def evaluate(self, data, load_best_model=True, show_progress=False):
+        self.evaluated.append(load_best_model)
+        return {"recall@20": 0.05 * len(self.evaluated)}
+
+
+@pytest.mark.parametrize("anytime", [False, True])
+def test_run_job_writes_the_run_record_and_its_progress(tmp_path, monkeypatch, anytime):
+    import recbole_llmhni.quick_start as quick_start
+
+    run = _run(epochs=0)
+    run.trainer = _FakeTrainer(train_loss_dict={}, start_epoch=0, cur_step=0, eval_step=1, epoch_records=[],
+                               best_valid_result=None, evaluated=[])
+    run.train_data = run.valid_data = run.test_data = None
+    progress_seen = []
+    original_write = Path.write_text
+
+    def spy(self, text, *a, **k):
+        if self.name.endswith(".progress.json"):
+            progress_seen.append(json.loads(text))
+        return original_write(self, text, *a, **k)
+
+    monkeypatch.setattr(quick_start, "prepare_run", lambda *a, **k: run)
+    monkeypatch.setattr(Path, "write_text", spy)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    out = tmp_path / "job.json"
+    runner.run_job({"out": str(out), "model": "LLMHNI_LightGCN", "dataset": "toy", "params": {}, "anytime_test": anytime})
+    child, progress = runner._child_files(out)
+    result = json.loads(child.read_text())
+    assert result["epochs_trained"] == 3 and result["best_epoch"] == 2 and [e["epoch"] for e in result["epochs"]] == [1, 2, 3]
+    assert result["pipeline"]["stages"][1]["stage"] == "S2 align" and result["peak_rss_mb"] > 0
+    assert run.trainer.evaluated[-1] is True  # the best checkpoint, at the end
+    if not anytime:
+        assert not progress.exists() and progress_seen == []
+        return
+    # the test split was evaluated whenever validation improved; the progress file is the run record then
+    assert [p["best_epoch"] for p in progress_seen] == [1, 2, 2]
+    assert [p["test_result"] for p in progress_seen] == [{"recall@20": 0.05}, {"recall@20": 0.1}, {"recall@20": 0.1}]
+    stopped = records.stopped_record({"format": 2}, progress_seen[-1])
+    assert stopped["status"] == "time budget" and stopped["best_valid_result"] == {"recall@20": 0.2}
+
+
+# ----------------------------------------------------------------------------- report
+def _row(suite, label, model, r20, **extra):
+    return records.view({"suite": suite, "label": label, "model": model, "dataset": "toy", "params": {},
+                         "machine": {"gpu": "NVIDIA H100 80GB HBM3"} if extra.pop("gpu", False) else {"cpu_count": 2},
+                         "test": {"recall@10": r20 / 2, "recall@20": r20, "ndcg@10": r20 / 3, "ndcg@20": r20 / 2.5},
+                         "best_epoch": 9, "epochs_trained": 20, "status": "early stop", "wall_seconds_total": 600.0,
+                         "log": {"train_epoch_seconds": [1.0, 3.0, 2.0], "eval_seconds": [0.5]}, **extra})
+
+
+def test_readme_blocks_are_filled_from_result_files_only():
+    rows = [_row("models", "LightGCN", "LightGCN", 0.15),
+            _row("models", "LLMHNI_LightGCN", "LLMHNI_LightGCN", 0.1647, gpu=True),
+            _row("noise", "LLMHNI_LightGCN noise=0.2", "LLMHNI_LightGCN", 0.15, status="time budget",
+                 identification={"identification": {"precision": 0.6634, "recall": 0.2673}})]
     text = ("intro\n<!-- results models toy -->\nstale | table\n<!-- /results -->\nmiddle\n"
             "<!-- results noise toy -->\n<!-- /results -->\nend\n")
-    out = compare.render_readme(text, records)
+    out = report.render_readme(text, rows)
     assert out.startswith("intro\n<!-- results models toy -->\n| model | R@10 |") and "stale" not in out
     assert "| LLMHNI_LightGCN | 0.0824 | 0.1647 | 0.0549 | 0.0659 | 9 / 20 | early stop | H100 | 2.00 | 10 min |" in out
     assert "| LightGCN | 0.0750 | 0.1500 | 0.0500 | 0.0600 | 9 / 20 | early stop | CPU |" in out
     assert "| **time budget** | CPU | 2.00 | 10 min | 0.663 | 0.267 |" in out
     assert out.endswith("<!-- /results -->\nend\n") and "\nmiddle\n" in out
-    assert compare.render_readme(out, records) == out  # idempotent
+    assert report.render_readme(out, rows) == out  # idempotent
     with pytest.raises(SystemExit, match="ablation toy"):
-        compare.render_readme("<!-- results ablation toy -->\n<!-- /results -->\n", records)
+        report.render_readme("<!-- results ablation toy -->\n<!-- /results -->\n", rows)
 
 
-def test_readme_results_tables_match_the_committed_result_files(compare):
+def test_old_and_new_files_render_the_same_tables(tmp_path):
+    for name, rec in (("old", _old_record()), ("new", _new_record())):
+        folder = tmp_path / name / "noise" / "toy"
+        folder.mkdir(parents=True)
+        (folder / "LLMHNI_LightGCN_noise_0.2.json").write_text(json.dumps(rec))
+        (folder / "x.progress.json").write_text("{}")  # a job still running: not a result
+    old, new = report.load_results(tmp_path / "old"), report.load_results(tmp_path / "new")
+    assert len(old) == len(new) == 1
+    table = report.readme_table("noise", new)
+    assert table == report.readme_table("noise", old)
+    assert table[2] == ("| LLMHNI_LightGCN noise=0.2 | 0.0824 | 0.1647 | 0.0549 | 0.0659 | 2 / 3 | early stop | CPU "
+                        "| 2.00 | 10 min | 0.663 | 0.267 |")
+    for suite in ("speed", "models"):
+        as_suite = [{**r, "suite": suite} for r in new]
+        assert report.readme_table(suite, as_suite) == report.readme_table(suite, [{**r, "suite": suite} for r in old])
+    speed = report.readme_table("speed", [{**r, "suite": "speed"} for r in new])
+    assert speed[2] == "| LLMHNI_LightGCN noise=0.2 | 2.00 | - | 0.50 | 70 s | 61 s | - | 1.8 s | - |"
+    assert report.results_markdown(new, tmp_path, charts=False) == report.results_markdown(old, tmp_path, charts=False)
+
+
+def test_readme_results_tables_match_the_committed_result_files():
     """The README's results tables are exactly what ``compare.py report`` builds from benchmarks/results/."""
     readme = (REPO / "README.md").read_text()
     assert readme.count("<!-- results ") >= 6
-    records = compare.load_results(REPO / "benchmarks" / "results")
-    assert compare.render_readme(readme, records) == readme, (
+    rows = report.load_results(BENCH / "results")
+    assert report.render_readme(readme, rows) == readme, (
         "README results tables are stale: run `python benchmarks/compare.py report`")
 
 
-def test_a_result_from_another_machine_is_kept_beside_the_new_one(compare, tmp_path):
+def test_a_result_from_another_machine_is_kept_beside_the_new_one(tmp_path):
     out = tmp_path / "LLMHNI_LightGCN.json"
-    assert compare.keep_other_machine(out, _record("models", "x", "x", 0.1)) is None  # nothing there yet
-    out.write_text(json.dumps(_record("models", "x", "x", 0.1647, gpu=True)))
-    kept = compare.keep_other_machine(out, _record("models", "x", "x", 0.1681))
+    cpu, gpu = {"machine": {"cpu_count": 2}}, {"machine": {"gpu": "NVIDIA H100 80GB HBM3"}}
+    assert runner.keep_other_machine(out, {**cpu, "test_result": {}}) is None  # nothing there yet
+    out.write_text(json.dumps({**gpu, "test_result": {"recall@20": 0.1647}}))
+    kept = runner.keep_other_machine(out, {**cpu, "test_result": {"recall@20": 0.1681}})
     assert kept == tmp_path / "LLMHNI_LightGCN@H100.json" and not out.exists()
-    assert json.loads(kept.read_text())["test"]["recall@20"] == 0.1647
-    out.write_text(json.dumps(_record("models", "x", "x", 0.1681)))  # the CPU run, written by _finish
-    assert compare.keep_other_machine(out, _record("models", "x", "x", 0.17)) is None  # same machine: replaced
+    assert json.loads(kept.read_text())["test_result"]["recall@20"] == 0.1647
+    out.write_text(json.dumps({**cpu, "test_result": {"recall@20": 0.1681}}))  # the CPU run
+    assert runner.keep_other_machine(out, {**cpu, "test_result": {}}) is None  # same machine: replaced
     assert out.exists() and kept.exists()
+
+
+# ----------------------------------------------------------------------------- no log text
+def test_no_benchmark_reads_log_text():
+    """Benchmarks read run records and stage manifests (JSON); RecBole's log wording is no API."""
+    for path in sorted(BENCH.glob("*.py")):
+        text = path.read_text()
+        for needle in ("parse_log", '"*.log"', "[time:", "training [time", "evaluating [time",
+                       "precision / recall / F1\\s", "denoised_graph", "semantic_embeddings",
+                       "recbole_llmhni.denoise.pipeline", "recbole_llmhni.denoise.store", "recbole_llmhni.denoise.losses",
+                       "recbole_llmhni.data.safe_pickle"):
+            assert needle not in text, f"{path.name} uses {needle!r}"
+        tree = ast.parse(text)
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        if "re" in imported:  # only for labels and README markers, never over a log
+            assert path.name in ("suites.py", "report.py"), path.name
+
+
+# ----------------------------------------------------------------------------- figures
+def test_figures_finds_the_s2_stage_fitted_on_the_training_edges(tmp_path):
+    from recbole_llmhni.artifacts import edges_fingerprint
+
+    train = (np.array(["u1", "u2", "u2"]), np.array(["i1", "i1", "i2"]))
+    noise = (np.array(["u1"]), np.array(["i2"]))
+    art = tmp_path / "toy"
+    (art / "encode" / "k1").mkdir(parents=True)
+    (art / "encode" / "k1" / "manifest.json").write_text(json.dumps({"key": "k1", "material": {"encoder": "sentence-transformers/m"}}))
+    for key, edges in (("clean", train), ("noisy", (np.r_[train[0], noise[0]], np.r_[train[1], noise[1]]))):
+        d = art / "align" / key
+        d.mkdir(parents=True)
+        (d / "aligned.npz").write_bytes(b"")
+        (d / "manifest.json").write_text(json.dumps({"key": key, "material": {"encode": "k1", "train_edges": edges_fingerprint(*edges)}}))
+    (art / "align" / "incomplete").mkdir()
+    (art / "align" / "incomplete" / "aligned.npz").write_bytes(b"")  # no manifest: a killed run
+    picked = figures.pick_aligned(art / "align", None, train)
+    assert picked == art / "align" / "clean" / "aligned.npz"
+    meta = figures.aligned_manifest(picked)
+    assert figures.edges_label(meta, train, noise) == "clean training split"
+    noisy = figures.aligned_manifest(art / "align" / "noisy" / "aligned.npz")
+    assert figures.edges_label(noisy, train, noise) == "training split + injected noise"
+    assert figures.aligned_encoder(picked, meta) == "sentence-transformers/m"
+    with pytest.raises(SystemExit):
+        figures.pick_aligned(tmp_path / "missing", None)

@@ -1,0 +1,289 @@
+"""The benchmark report: ``RESULTS.md``, PNG charts and the README's results tables.
+
+Everything here is built from the result files alone (:func:`load_results`), each read
+through :func:`records.view`, so files of the first harness (``log`` section) and run
+records (``epochs``, ``pipeline``) give the same rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+from records import median, sec_per_epoch, view, where
+from suites import BORROWED, METRICS, SUITE_ORDER, suite_jobs
+
+Record = Dict[str, Any]
+
+
+def load_results(results: Path) -> List[Record]:
+    """Every result file under ``results/<suite>/<dataset>/``, as :func:`records.view` reads it."""
+    records = []
+    for path in sorted(results.glob("*/*/*.json")):
+        if path.parent.parent.name.startswith("_") or path.name.endswith((".progress.json", ".child.json")):
+            continue  # a job's working folder, or a job still running
+        records.append(view(json.loads(path.read_text())))
+    return records
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _machine_str(m: Dict[str, Any]) -> str:
+    host = m.get("gpu") or f"CPU ({m.get('cpu_count')} cores, {m.get('omp_threads')} torch threads)"
+    return f"{host}; Python {m.get('python')}, torch {m.get('torch')}, RecBole {m.get('recbole')}"
+
+
+def _vs_backbone(rows: List[Record]) -> Dict[str, str]:
+    """Each LLMHNI model's median training epoch over its plain backbone's (``1.49x``), by model."""
+    epoch = {r["model"]: sec_per_epoch(r) for r in rows}
+    ratios = {}
+    for model, mine in epoch.items():
+        base = epoch.get(model.replace("LLMHNI_", "Backbone")) if model.startswith("LLMHNI_") else None
+        ratios[model] = f"{mine / base:.2f}x" if base and mine else "-"
+    return ratios
+
+
+def _markdown(head: List[str], body: List[List[str]]) -> List[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in body]
+
+
+def _metric_cells(r: Record) -> List[str]:
+    t = r.get("test") or {}
+    return [r["label"]] + [_fmt(t.get(k)) for k in METRICS] + [f"{r.get('best_epoch', '-')} / {r.get('epochs_trained', '-')}"]
+
+
+def _table(rows: List[Record], extra_cols: List[Tuple[str, Callable[[Record], str]]]) -> List[str]:
+    head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "status", "s/epoch",
+            "wall", "peak RSS", "peak GPU"] + [c[0] for c in extra_cols]
+    body = []
+    for r in rows:
+        gpu = r.get("peak_gpu_mb")
+        cells = _metric_cells(r) + [
+            r.get("status", "-"), _fmt(sec_per_epoch(r), 2), f"{r.get('wall_seconds_total', 0) / 60:.1f} min",
+            f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-",
+            f"{gpu:.0f} MB" if gpu else "-"]
+        cells += [fn(r) for _, fn in extra_cols]
+        body.append(cells)
+    return _markdown(head, body)
+
+
+def _ident(r: Record, key: str) -> str:
+    """Identification precision / recall of S6's noisy label."""
+    rep = r.get("ident") or {}
+    return _fmt(rep.get(key), 3) if key in rep else "-"
+
+
+def _stage_seconds(r: Record, stage: str) -> str:
+    stages = r.get("stages") or {}
+    return f"{stages[stage]['seconds']:.0f} s" if stage in stages else "-"
+
+
+def _bar_chart(rows: List[Record], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [r["label"] for r in rows]
+    labels = [f"{lab} ({where(r)})" if labels.count(lab) > 1 else lab for lab, r in zip(labels, rows)]
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4))
+    for k, metric in enumerate(["recall@20", "ndcg@20"]):
+        vals = [(r.get("test") or {}).get(metric) or 0.0 for r in rows]
+        bars = ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=metric.replace("recall", "Recall").replace("ndcg", "NDCG"))
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+    top = max([(r.get("test") or {}).get("recall@20") or 0.0 for r in rows] + [1e-9])
+    ax.set_ylim(0, top * 1.22)  # headroom: the legend never covers a bar's label
+    ax.set_title(title)
+    ax.legend(loc="upper left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _noise_ratio(r: Record) -> float:
+    return r["params"].get("llmhni_noise_ratio", 0.0)
+
+
+def _noise_chart(rows: List[Record], path: Path, dataset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in sorted({r["model"] for r in rows}):
+        pts = sorted(((_noise_ratio(r), (r.get("test") or {}).get("recall@20"))
+                      for r in rows if r["model"] == model and r.get("test")), key=lambda p: p[0])
+        if pts:
+            ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
+    ax.set_xlabel("injected noise (% of the training set)")
+    ax.set_ylabel("test Recall@20")
+    ax.set_title(f"Noise robustness: {dataset}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def rows_by_table(records: List[Record]) -> Dict[tuple, List[Record]]:
+    """Records grouped by ``(suite, dataset)``, in report order; rows in job order, borrowed rows first."""
+    by_key: Dict[tuple, List[Record]] = {}
+    for r in records:
+        by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
+    for (suite, dataset), rows in by_key.items():
+        for r in by_key.get(("models", dataset), []):
+            if r["label"] in BORROWED.get(suite, {}):
+                rows.insert(0, {**r, "label": BORROWED[suite][r["label"]]})
+        job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
+        rows.sort(key=lambda r: (job_order.get(r["label"], -1), where(r)))  # a job's CPU row first
+    return dict(sorted(by_key.items(), key=lambda kv: (SUITE_ORDER.get(kv[0][0], 9), kv[0][1])))
+
+
+def _status_cell(r: Record) -> str:
+    status = r.get("status", "-")
+    return f"**{status}**" if status in ("time budget", "failed") else status
+
+
+def _speed_table(rows: List[Record]) -> List[str]:
+    vs_backbone = _vs_backbone(rows)
+    head = ["model", "s / training epoch", "vs its backbone", "s / evaluation", "setup (dataset + S1-S7)",
+            "S2 align", "S4 pretrain", "S5-S7", "peak RSS"]
+    body = []
+    for r in rows:
+        stages = r.get("stages") or {}
+        late = [v["seconds"] for k, v in stages.items() if k.split()[0] in ("S5", "S6", "S7")]
+        body.append([r["label"], _fmt(sec_per_epoch(r), 2), vs_backbone[r["model"]],
+                     _fmt(median(r.get("eval_seconds") or []), 2),
+                     f"{r.get('setup_seconds') or 0:.0f} s",
+                     _stage_seconds(r, "S2 align"), _stage_seconds(r, "S4 pretrain"),
+                     f"{sum(late):.1f} s" if late else "-",
+                     f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"])
+    return _markdown(head, body)
+
+
+def readme_table(suite: str, rows: List[Record]) -> List[str]:
+    """The Markdown table the README shows for one ``(suite, dataset)``: built only from result files."""
+    if suite == "speed":
+        return _speed_table(rows)
+    head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "stopped by", "machine",
+            "s/epoch", "wall"]
+    noise = suite == "noise"
+    if noise:
+        head += ["ident. precision", "ident. recall"]
+    body = []
+    for r in rows:
+        cells = _metric_cells(r) + [_status_cell(r), where(r), _fmt(sec_per_epoch(r), 2),
+                                    f"{(r.get('wall_seconds_total') or 0) / 60:.0f} min"]
+        if noise:
+            llm = "LLMHNI" in r["model"]
+            cells += [_ident(r, "precision") if llm else "", _ident(r, "recall") if llm else ""]
+        body.append(cells)
+    return _markdown(head, body)
+
+
+#: ``<!-- results SUITE DATASET -->`` ... ``<!-- /results -->``: a README table ``report`` writes.
+README_BLOCK = re.compile(r"(<!-- results (\S+) (\S+) -->\n)(.*?)(<!-- /results -->)", re.S)
+
+
+def render_readme(text: str, records: List[Record]) -> str:
+    """``text`` with every results block replaced by the table of its result files."""
+    tables = rows_by_table(records)
+
+    def fill(m: "re.Match[str]") -> str:
+        rows = tables.get((m.group(2), m.group(3)))
+        if not rows:
+            raise SystemExit(f"README block '{m.group(2)} {m.group(3)}': no result files for it under "
+                             "benchmarks/results/; run that suite or remove the block")
+        return m.group(1) + "\n".join(readme_table(m.group(2), rows)) + "\n" + m.group(5)
+
+    return README_BLOCK.sub(fill, text)
+
+
+def _noise_lines(rows: List[Record]) -> List[str]:
+    lines = []
+    for model in sorted({r["model"] for r in rows}):
+        by_ratio = {_noise_ratio(r): (r.get("test") or {}).get("recall@20") for r in rows if r["model"] == model}
+        clean = by_ratio.get(0.0)
+        drops = [f"{100 * ratio:g}% noise {100 * (v - clean) / clean:+.1f}%"
+                 for ratio, v in sorted(by_ratio.items()) if ratio > 0 and v is not None and clean]
+        if drops:
+            lines.append(f"- {model}: Recall@20 change against its 0% row: " + ", ".join(drops))
+    return lines
+
+
+def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[Record], str]]]:
+    if suite in ("noise", "ablation", "s8"):
+        return [("ident. precision", lambda r: _ident(r, "precision")),
+                ("ident. recall", lambda r: _ident(r, "recall"))]
+    if suite == "speed":
+        vs_backbone = _vs_backbone(rows)
+        return [("epoch vs backbone", lambda r: vs_backbone[r["model"]]),
+                ("setup (S1-S7)", lambda r: f"{r.get('setup_seconds', 0):.1f} s"),
+                ("stages", lambda r: ", ".join(f"{k} {v['seconds']:.1f} s"
+                                               for k, v in (r.get("stages") or {}).items()) or "-")]
+    return []
+
+
+def results_markdown(records: List[Record], results: Path, charts: bool = True) -> str:
+    """``RESULTS.md``: one section per ``(suite, dataset)``; with ``charts``, the PNGs beside it."""
+    lines = ["# Benchmark results", "",
+             "Written by `python benchmarks/compare.py report` from the JSON files beside it; each",
+             "table's rows come from the command shown under it. Test metrics are those of the",
+             "best-validation checkpoint. `s/epoch` is the median training epoch (without",
+             "evaluation). Single runs, seed 2020.", ""]
+    for (suite, dataset), rows in rows_by_table(records).items():
+        lines += [f"## {suite}: {dataset}", ""]
+        machines = sorted({_machine_str(r.get("machine") or {}) for r in rows})
+        lines += [f"Machine: {m}." for m in machines]
+        raters = sorted({f"encoder {r.get('encoder')}, rater {r.get('rater')}" for r in rows if r.get("rater")})
+        if raters:
+            lines += [f"LLMHNI runs: {x} (`semantic` is the offline stand-in rater, not an LLM)." for x in raters]
+        lines.append("")
+        lines += _table(rows, _extra_columns(suite, rows))
+        lines += ["", "Commands:", ""] + [f"    {c}" for c in sorted({r['command'] for r in rows})] + [""]
+        if suite in ("models", "ablation", "s8"):
+            png = results / f"{suite}_{dataset}.png"
+            if charts:
+                _bar_chart(rows, f"{suite}: {dataset}", png)
+            lines += [f"![{suite} {dataset}]({png.name})", ""]
+        if suite == "noise":
+            lines += _noise_lines(rows) + [""]
+            png = results / f"noise_{dataset}.png"
+            if charts:
+                _noise_chart(rows, png, dataset)
+            lines += [f"![noise {dataset}]({png.name})", ""]
+        for r in rows:
+            if r.get("status") == "failed":
+                lines += [f"`{r['label']}` failed: " + " / ".join((r.get("stderr_tail") or r.get("log_tail") or ["?"])[-3:]), ""]
+    return "\n".join(lines) + "\n"
+
+
+def report(args: argparse.Namespace) -> int:
+    results = Path(args.results).resolve()
+    records = load_results(results)
+    if not records:
+        print(f"no results under {results}")
+        return 1
+    out = results / "RESULTS.md"
+    out.write_text(results_markdown(records, results))
+    print(out.read_text())
+    if args.readme:
+        readme = Path(args.readme)
+        text = readme.read_text()
+        new = render_readme(text, records)
+        if new != text:
+            readme.write_text(new)
+            print(f"updated the results tables of {readme}")
+    return 0

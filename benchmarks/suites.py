@@ -1,0 +1,110 @@
+"""The benchmark suites: which jobs each one runs (DESIGN.md section 5).
+
+A :class:`Job` is one model on one dataset with its config overrides; :func:`suite_jobs`
+lists a suite's jobs in the order they are started, which is also the order of the rows in
+the report. Pure definitions: nothing here trains, reads results or touches the disk.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List
+
+SUITES = ("models", "noise", "ablation", "s8", "speed")
+METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
+
+#: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
+DNS = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
+                                  "dynamic": True, "candidate_num": 8}}
+#: The S8 weights used where a job needs L_de / L_hal switched on.
+S8_ON = {"llmhni_lambda1": 0.1, "llmhni_lambda2": 0.1}
+NOISE_RATIOS = [0.0, 0.05, 0.1, 0.2]
+
+#: Rows a suite shows from the ``models`` suite instead of running them again.
+BORROWED = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
+            "s8": {"LLMHNI_LightGCN": "lambda=0 (models row)"}}
+#: The order of the suites in the report.
+SUITE_ORDER = {suite: k for k, suite in enumerate(SUITES)}
+
+
+@dataclass
+class Job:
+    suite: str
+    label: str  #: the row label in the report
+    model: str
+    dataset: str
+    params: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        """The label as a file name (``w/o alignment`` -> ``w_o_alignment``)."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.label).strip("_")
+
+    def result_path(self, results: Path) -> Path:
+        return results / self.suite / self.dataset / f"{self.slug}.json"
+
+
+def _models(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    return [
+        Job(suite, "LLMHNI_LightGCN", "LLMHNI_LightGCN", ds),
+        Job(suite, "LLMHNI_NGCF", "LLMHNI_NGCF", ds),
+        Job(suite, "LightGCN", "LightGCN", ds),
+        Job(suite, "LightGCN+DNS", "LightGCN", ds, dict(DNS)),
+        Job(suite, "NGCF", "NGCF", ds),
+        Job(suite, "BPR", "BPR", ds),
+    ]
+
+
+def _noise(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    return [Job(suite, f"{model} noise={ratio:g}", model, ds, {"llmhni_noise_ratio": ratio})
+            for ratio in NOISE_RATIOS for model in ("LLMHNI_LightGCN", "LightGCN")]
+
+
+def _ablation(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    return [
+        Job(suite, "w/o semantic sampling", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "uniform"}),
+        Job(suite, "w/o semantic sampling, score-only DNS", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "dns"}),
+        Job(suite, "w/o alignment", "LLMHNI_LightGCN", ds, {"llmhni_use_alignment": False}),
+        Job(suite, "w/o denoising", "LLMHNI_LightGCN", ds, {"llmhni_denoise": False}),
+        Job(suite, "full, S8 on", "LLMHNI_LightGCN", ds, dict(S8_ON)),
+        Job(suite, "full, S8 on, w/o L_hal", "LLMHNI_LightGCN", ds, {**S8_ON, "llmhni_lambda2": 0.0}),
+    ]
+
+
+def _s8(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    jobs = []
+    for lam in (0.1, 0.01):
+        for warm in (False, True):
+            label = f"lambda={lam:g}" + (", warm start" if warm else "")
+            jobs.append(Job(suite, label, "LLMHNI_LightGCN", ds,
+                            {"llmhni_lambda1": lam, "llmhni_lambda2": lam, "llmhni_warm_start": warm}))
+    jobs.append(Job(suite, "lambda=0, warm start", "LLMHNI_LightGCN", ds, {"llmhni_warm_start": True}))
+    jobs.append(Job(suite, "lambda1=0.1, lambda2=0 (w/o L_hal), warm start", "LLMHNI_LightGCN", ds,
+                    {"llmhni_lambda1": 0.1, "llmhni_lambda2": 0.0, "llmhni_warm_start": True}))
+    return jobs
+
+
+def _speed(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    fixed = {"epochs": speed_epochs, "stopping_step": 10 ** 6}
+    jobs = []
+    for backbone in ("LightGCN", "NGCF"):
+        jobs += [Job(suite, f"Backbone{backbone}", f"Backbone{backbone}", ds, dict(fixed)),
+                 Job(suite, f"LLMHNI_{backbone}", f"LLMHNI_{backbone}", ds, dict(fixed))]
+    return jobs
+
+
+_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed}
+
+
+def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
+    """The jobs of one suite, in the order they are started.
+
+    ``models``: BPR, LightGCN, NGCF, LightGCN + RecBole's DNS, LLMHNI_LightGCN, LLMHNI_NGCF;
+    ``noise``: LightGCN and LLMHNI_LightGCN with 0, 5, 10, 20% injected noise; ``ablation``:
+    LLMHNI_LightGCN without each part; ``s8``: the S8 weights, from scratch and warm-started;
+    ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each.
+    """
+    if suite not in _BUILDERS:
+        raise SystemExit(f"unknown suite {suite!r}: {', '.join(SUITES)}")
+    return [job for ds in datasets for job in _BUILDERS[suite](suite, ds, speed_epochs)]
