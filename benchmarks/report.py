@@ -10,7 +10,7 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from records import median, sec_per_epoch, view, where
 from suites import BORROWED, METRICS, SUITE_ORDER, suite_jobs
@@ -137,6 +137,35 @@ def _noise_chart(rows: List[Record], path: Path, dataset: str) -> None:
     plt.close(fig)
 
 
+def _oracle_accuracy(r: Record) -> Optional[float]:
+    params = r.get("params") or {}
+    return float(params["llmhni_oracle_accuracy"]) if params.get("llmhni_rater") == "oracle" else None
+
+
+def _rater_chart(rows: List[Record], path: Path, dataset: str) -> None:
+    """Test Recall@20 against the simulated rater's accuracy, the other rows as lines across."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pts = sorted((_oracle_accuracy(r), r["test"]["recall@20"]) for r in rows if _oracle_accuracy(r) is not None and r.get("test"))
+    if pts:
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="LLMHNI_LightGCN, simulated rater")
+    for r in rows:
+        if _oracle_accuracy(r) is None and r.get("test"):
+            ax.axhline(r["test"]["recall@20"], linestyle="--", linewidth=1, label=r["label"], color=None)
+    ax.set_xlabel("simulated rater accuracy a on low-score positives")
+    ax.set_ylabel("test Recall@20")
+    ax.set_title(f"What a rater must get right: {dataset}, 20% injected noise")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def rows_by_table(records: List[Record]) -> Dict[tuple, List[Record]]:
     """Records grouped by ``(suite, dataset)``, in report order; rows in job order, borrowed rows first."""
     by_key: Dict[tuple, List[Record]] = {}
@@ -179,7 +208,7 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
         return _speed_table(rows)
     head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "stopped by", "machine",
             "s/epoch", "wall"]
-    noise = suite == "noise"
+    noise = suite in ("noise", "rater")
     if noise:
         head += ["ident. precision", "ident. recall"]
     body = []
@@ -224,7 +253,7 @@ def _noise_lines(rows: List[Record]) -> List[str]:
 
 
 def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[Record], str]]]:
-    if suite in ("noise", "ablation", "s8"):
+    if suite in ("noise", "ablation", "s8", "rater"):
         return [("ident. precision", lambda r: _ident(r, "precision")),
                 ("ident. recall", lambda r: _ident(r, "recall"))]
     if suite == "speed":
@@ -258,6 +287,11 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
             if charts:
                 _bar_chart(rows, f"{suite}: {dataset}", png)
             lines += [f"![{suite} {dataset}]({png.name})", ""]
+        if suite == "rater":
+            png = results / f"rater_{dataset}.png"
+            if charts:
+                _rater_chart(rows, png, dataset)
+            lines += [f"![rater {dataset}]({png.name})", ""]
         if suite == "noise":
             lines += _noise_lines(rows) + [""]
             png = results / f"noise_{dataset}.png"

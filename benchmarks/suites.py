@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
-SUITES = ("models", "noise", "ablation", "s8", "speed")
+SUITES = ("models", "noise", "ablation", "s8", "speed", "rater")
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 #: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
@@ -20,6 +20,9 @@ DNS = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "al
 #: The S8 weights used where a job needs L_de / L_hal switched on.
 S8_ON = {"llmhni_lambda1": 0.1, "llmhni_lambda2": 0.1}
 NOISE_RATIOS = [0.0, 0.05, 0.1, 0.2]
+#: The rater study: injected noise, and the simulated rater's accuracies.
+RATER_NOISE = 0.2
+ORACLE_ACCURACIES = [0.5, 0.7, 0.9, 1.0]
 
 #: Rows a suite shows from the ``models`` suite instead of running them again.
 BORROWED = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
@@ -94,7 +97,20 @@ def _speed(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     return jobs
 
 
-_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed}
+def _rater(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    """What a rater must get right: LLMHNI with the stand-in and with a simulated rater of
+    accuracy a, beside LightGCN and LightGCN + DNS, all at 20% injected noise."""
+    noise = {"llmhni_noise_ratio": RATER_NOISE}
+    jobs = [Job(suite, "LightGCN", "LightGCN", ds, dict(noise)),
+            Job(suite, "LightGCN+DNS", "LightGCN", ds, {**DNS, **noise}),
+            Job(suite, "LLMHNI_LightGCN, stand-in rater", "LLMHNI_LightGCN", ds, dict(noise))]
+    for accuracy in ORACLE_ACCURACIES:
+        jobs.append(Job(suite, f"LLMHNI_LightGCN, simulated rater a={accuracy:g}", "LLMHNI_LightGCN", ds,
+                        {**noise, "llmhni_rater": "oracle", "llmhni_oracle_accuracy": accuracy}))
+    return jobs
+
+
+_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater}
 
 
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
@@ -103,7 +119,9 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
     ``models``: BPR, LightGCN, NGCF, LightGCN + RecBole's DNS, LLMHNI_LightGCN, LLMHNI_NGCF;
     ``noise``: LightGCN and LLMHNI_LightGCN with 0, 5, 10, 20% injected noise; ``ablation``:
     LLMHNI_LightGCN without each part; ``s8``: the S8 weights, from scratch and warm-started;
-    ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each.
+    ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each;
+    ``rater``: at 20% noise, LightGCN, LightGCN + DNS, LLMHNI_LightGCN with the stand-in rater
+    and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0.
     """
     if suite not in _BUILDERS:
         raise SystemExit(f"unknown suite {suite!r}: {', '.join(SUITES)}")

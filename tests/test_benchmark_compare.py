@@ -337,3 +337,12 @@ def test_figures_finds_the_s2_stage_fitted_on_the_training_edges(tmp_path):
     assert figures.aligned_encoder(picked, meta) == "sentence-transformers/m"
     with pytest.raises(SystemExit):
         figures.pick_aligned(tmp_path / "missing", None)
+
+
+def test_rater_suite_compares_simulated_accuracies_at_twenty_percent_noise():
+    jobs = suites.suite_jobs("rater", ["ml-100k"])
+    assert [j.label for j in jobs][:3] == ["LightGCN", "LightGCN+DNS", "LLMHNI_LightGCN, stand-in rater"]
+    assert all(j.params["llmhni_noise_ratio"] == 0.2 for j in jobs)
+    oracle = [j for j in jobs if j.params.get("llmhni_rater") == "oracle"]
+    assert [j.params["llmhni_oracle_accuracy"] for j in oracle] == [0.5, 0.7, 0.9, 1.0]
+    assert len({j.result_path(Path("r")) for j in jobs}) == len(jobs)
