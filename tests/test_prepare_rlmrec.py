@@ -1,7 +1,9 @@
 """Tests of ``prepare rlmrec``: RLMRec layout -> RecBole benchmark atomic files + side files.
 
 Tiny RLMRec folders are built in ``tmp_path``; one test runs on the shared Amazon-book data
-(skipped when that folder is absent) and one loads a prepared dataset with RecBole's BPR.
+(``shared/data/rlmrec-amazon-book`` beside the repository; skipped, with the path it looked
+at, when the checkout has no ``shared/`` beside it) and one loads a prepared dataset with
+RecBole's BPR.
 """
 from __future__ import annotations
 
@@ -43,7 +45,9 @@ ITEM_ROWS = [
     ["2", "B02", "Essays."],
     ["4", "B04", "A cookbook."],
 ]
-REAL_DATA = Path("/work/shared/data/rlmrec-amazon-book")
+# The shared data sits beside the repository (<parent>/shared/data/..., see its PROVENANCE.md);
+# it is never copied into the repository. A fresh clone without it skips the real-data test.
+REAL_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "rlmrec-amazon-book").resolve()
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -232,14 +236,76 @@ def test_rerun_overwrites_and_removes_stale_outputs(src: Path, out: Path) -> Non
     assert not (out / "tiny/tiny.user_profile.jsonl").exists()
 
 
-def test_nonzero_entries_are_interactions(src: Path, out: Path) -> None:
-    # values other than 1 count, explicitly stored zeros do not, csr is accepted too
-    write_matrix(src / "tst_mat.pkl", TEST + [(2, 0)], values=[5.0, -1.0, 0.0], fmt="coo")
-    write_matrix(src / "val_mat.pkl", VALID, values=[2.0, 3.0, 0.5], fmt="csr")
+def test_values_other_than_one_are_an_error(src: Path, out: Path) -> None:
+    # -3.0 at (0, 2), 2.0 at (1, 3), a stored zero at (2, 4) and one at (3, 1)
+    write_matrix(src / "val_mat.pkl", VALID + [(3, 1)], values=[-3.0, 2.0, 0.0, 0.0])
+    message = expect_error(
+        src, out, "val_mat.pkl", "2 entries hold a value other than 1", "1 negative, 1 positive",
+        "e.g. (row 0, column 2) = -3", "--binarize",
+    )
+    assert "\n" not in message
+
+
+def test_a_positive_value_other_than_one_is_an_error_in_any_split(src: Path, out: Path) -> None:
+    write_matrix(src / "trn_mat.pkl", TRAIN, values=[1.0] * (len(TRAIN) - 1) + [2.0], fmt="csr")
+    expect_error(src, out, "trn_mat.pkl", "1 entries hold a value other than 1", "(row 3, column 4) = 2")
+
+
+def test_explicit_zeros_are_dropped_with_a_warning(src: Path, out: Path) -> None:
+    write_matrix(src / "tst_mat.pkl", TEST + [(2, 0)], values=[1.0, 1.0, 0.0])
     summary = prepare_rlmrec(src, "tiny", out)
     assert summary.counts["test"] == len(TEST)
+    assert read_inter(out / "tiny/tiny.test.inter")[1] == sorted(TEST)
+    assert "tst_mat.pkl: 1 explicitly stored zero entries were dropped (a stored 0 is no interaction)." in summary.warnings
+    assert summary.matrix_values["test"] == {
+        "binarized": 0, "dropped_negative": 0, "dropped_zero": 1, "summed_duplicates": 0
+    }
+
+
+def test_binarize_reads_positive_values_as_one_and_drops_the_rest(src: Path, out: Path) -> None:
+    # valid: -3.0 and 2.0 and a stored zero; test: 5.0 and 0.5 (csr)
+    write_matrix(src / "val_mat.pkl", VALID + [(3, 1)], values=[-3.0, 2.0, 1.0, 0.0])
+    write_matrix(src / "tst_mat.pkl", TEST, values=[5.0, 0.5], fmt="csr")
+    summary = prepare_rlmrec(src, "tiny", out, binarize=True)
+    assert read_inter(out / "tiny/tiny.valid.inter")[1] == [(1, 3), (2, 4)]  # -3.0 and 0.0 are no interactions
+    assert read_inter(out / "tiny/tiny.test.inter")[1] == sorted(TEST)
+    assert summary.counts == {"train": len(TRAIN), "valid": 2, "test": 2}
+    assert summary.binarize is True
+    assert summary.matrix_values == {
+        "train": {"binarized": 0, "dropped_negative": 0, "dropped_zero": 0, "summed_duplicates": 0},
+        "valid": {"binarized": 1, "dropped_negative": 1, "dropped_zero": 1, "summed_duplicates": 0},
+        "test": {"binarized": 2, "dropped_negative": 0, "dropped_zero": 0, "summed_duplicates": 0},
+    }
+    manifest = json.loads((out / "tiny/PREPARED.json").read_text(encoding="utf-8"))
+    assert manifest["binarize"] is True and manifest["matrix_values"] == summary.matrix_values
+
+
+def test_binarize_never_makes_a_training_set_of_negatives(src: Path, out: Path) -> None:
+    write_matrix(src / "trn_mat.pkl", TRAIN, values=[-1.0] * len(TRAIN))
+    with pytest.raises(RLMRecFormatError, match=r"trn_mat\.pkl: no interactions \(no entry of value > 0\)"):
+        prepare_rlmrec(src, "tiny", out, binarize=True)
+
+
+def test_duplicate_entries_are_summed_before_the_check(src: Path, out: Path) -> None:
+    # (0, 2) stored twice as 1.0: the cell holds 2 (scipy's reading), which is not an interaction of value 1
+    write_matrix(src / "val_mat.pkl", VALID + [VALID[0]])
+    expect_error(src, out, "val_mat.pkl", "(row 0, column 2) = 2 (the sum of its 2 stored entries)", "--binarize")
+    summary = prepare_rlmrec(src, "tiny", out, binarize=True)
     assert summary.counts["valid"] == len(VALID)
-    assert any("explicitly stored zero" in w for w in summary.warnings)
+    assert summary.matrix_values["valid"]["binarized"] == 1
+    assert summary.matrix_values["valid"]["summed_duplicates"] == 1
+    assert any("val_mat.pkl: 1 (user, item) cells are stored more than once" in w for w in summary.warnings)
+    # entries that add up to 1 are one interaction, without --binarize
+    write_matrix(src / "val_mat.pkl", VALID + [VALID[0]], values=[0.5, 1.0, 1.0, 0.5])
+    assert prepare_rlmrec(src, "tiny", out).counts["valid"] == len(VALID)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_values_are_an_error_even_with_binarize(src: Path, out: Path, bad: float) -> None:
+    write_matrix(src / "tst_mat.pkl", TEST, values=[1.0, bad])
+    with pytest.raises(RLMRecFormatError, match=r"tst_mat\.pkl: 1 entries are NaN or infinite, e\.g\. \(3, 0\)"):
+        prepare_rlmrec(src, "tiny", out, binarize=True)
+    assert not (out / "tiny").exists()
 
 
 def test_failed_write_leaves_no_partial_files(
@@ -302,7 +368,7 @@ def test_matrix_that_is_not_sparse(src: Path, out: Path) -> None:
 
 def test_empty_training_matrix(src: Path, out: Path) -> None:
     write_matrix(src / "trn_mat.pkl", [])
-    expect_error(src, out, "trn_mat.pkl", "no nonzero entries")
+    expect_error(src, out, "trn_mat.pkl", "no interactions (no entry of value 1)")
 
 
 def test_matrix_index_out_of_range(src: Path, out: Path) -> None:
@@ -337,6 +403,19 @@ def test_duplicate_profile_id(src: Path, out: Path) -> None:
 def test_embeddings_with_the_wrong_row_count(src: Path, out: Path) -> None:
     write_pickle(src / "usr_emb_np.pkl", np.ones((N_USERS + 2, 8)))
     expect_error(src, out, "usr_emb_np.pkl", f"{N_USERS + 2} rows", f"{N_USERS} users")
+
+
+@pytest.mark.parametrize(
+    "vectors, fragments",
+    [
+        (np.array([[1.0, 2.0]] * N_USERS + [[np.nan, 0.0]]), ["1 rows contain NaN or inf", f"user '{N_USERS}'"]),
+        (np.ones(N_USERS), ["of shape (4,)", "2-D numeric matrix with one row per user"]),
+        ({"not": "vectors"}, ["holds a dict", "Row i must be the vector of user i."]),
+    ],
+)
+def test_bad_embeddings(src: Path, out: Path, vectors: object, fragments: List[str]) -> None:
+    write_pickle(src / "usr_emb_np.pkl", vectors)
+    expect_error(src, out, "usr_emb_np.pkl", *fragments)
 
 
 @pytest.mark.parametrize(
@@ -424,6 +503,7 @@ def test_cli_prints_summary(src: Path, out: Path, capsys: pytest.CaptureFixture)
     assert code == 0
     assert "train" in captured.out and f"{len(TRAIN):>12}" in captured.out
     assert "tiny.yaml" in captured.out
+    assert "matrix values:   only 1s" in captured.out
     assert "wrote" in captured.err
     assert (out / "tiny/PREPARED.json").exists()
 
@@ -435,6 +515,10 @@ def test_cli_prints_summary(src: Path, out: Path, capsys: pytest.CaptureFixture)
         (lambda s: write_pickle(s / "trn_mat.pkl", Payload(s / "pwned")), "refuses to load"),
         (lambda s: (s / "tiny_item_profiles.csv").write_text("item_id_int,item_id_raw,profile_text\n0\n"), "line 2"),
         (lambda s: (s / "trn_mat.pkl").unlink(), "missing trn_mat.pkl"),
+        (
+            lambda s: write_matrix(s / "trn_mat.pkl", TRAIN, values=[1.0] * 7 + [-3.0, 2.0]),
+            "trn_mat.pkl: 2 entries hold a value other than 1 (1 negative, 1 positive), e.g. (row 3, column 3) = -3",
+        ),
     ],
 )
 def test_cli_reports_bad_input_without_traceback(
@@ -447,6 +531,23 @@ def test_cli_reports_bad_input_without_traceback(
     assert captured.err.startswith("error: ")
     assert fragment in captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+def test_cli_binarize_flag(src: Path, out: Path, capsys: pytest.CaptureFixture) -> None:
+    write_matrix(src / "val_mat.pkl", VALID + [(3, 1)], values=[-3.0, 2.0, 1.0, 0.0])
+    argv = ["prepare", "rlmrec", "--src", str(src), "--dataset", "tiny", "--out", str(out), "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {src / 'val_mat.pkl'}: 2 entries hold a value other than 1 ")
+    assert err.count("\n") == 1, "one line"
+    assert "Traceback" not in err
+    assert main(argv + ["--binarize"]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "matrix values:   1 positive values read as 1 (--binarize); 1 negative entries dropped; "
+        "1 stored zeros dropped"
+    ) in captured.out
+    assert read_inter(out / "tiny/tiny.valid.inter")[1] == [(1, 3), (2, 4)]
 
 
 # ----------------------------------------------------------------------------- RecBole
@@ -483,10 +584,19 @@ def test_recbole_loads_the_prepared_dataset(
 # ----------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"shared RLMRec Amazon-book data not found at {REAL_DATA}")
+@pytest.mark.skipif(
+    not REAL_DATA.is_dir(),
+    reason=f"shared RLMRec Amazon-book data not found at {REAL_DATA} (it sits in shared/ beside the "
+    "repository; a clone without shared/ beside it skips this test)",
+)
 def test_real_amazon_book_counts(tmp_path: Path) -> None:
+    # figures from REAL_DATA/PROVENANCE.md and the README
     summary = prepare_rlmrec(REAL_DATA, "amazon-book", tmp_path)
     assert summary.counts == {"train": 120_464, "valid": 40_290, "test": 40_106}
+    assert summary.matrix_values == {
+        s: {"binarized": 0, "dropped_negative": 0, "dropped_zero": 0, "summed_duplicates": 0}
+        for s in ("train", "valid", "test")
+    }, "RLMRec's matrices hold float64 ones only"
     assert (summary.n_users, summary.n_items) == (11_000, 9_332)
     assert summary.profiles == {"user": 11_000, "item": 9_332}
     assert summary.split_users["train"] == 11_000 and summary.split_items["train"] == 9_332
@@ -498,6 +608,11 @@ def test_real_amazon_book_counts(tmp_path: Path) -> None:
     items = read_profiles(target / "amazon-book.item_profile.jsonl")
     assert len(items) == 9_332 and set(items) == {str(i) for i in range(9_332)}
     manifest = json.loads((target / "PREPARED.json").read_text(encoding="utf-8"))
-    assert manifest["source_files"]["trn_mat.pkl"]["sha256"] == (
-        "535cc15f915858a64249e3a893cceac9efe8e6f1ce17c08879a3c099c510b309"
-    )
+    assert manifest["binarize"] is False
+    assert {name: entry["sha256"] for name, entry in manifest["source_files"].items()} == {  # PROVENANCE.md
+        "trn_mat.pkl": "535cc15f915858a64249e3a893cceac9efe8e6f1ce17c08879a3c099c510b309",
+        "val_mat.pkl": "90cd52a011f9b31081461a010e9bccb98d12a1dd7a7760085facbc7d1a2c46c3",
+        "tst_mat.pkl": "c279ce551d32536ed90d916212bc0b891ce4c189ea7cfa5e4051e0dbfc728d17",
+        "amazon_user_profiles.csv": "1fb7c7c6c5047875e248ac9748d7f14d24ea80bb36cb927300c94dc7c2223c5c",
+        "amazon_item_profiles.csv": "1c5b6b121b236f5c0dd35fbb342208160c6bf580faea9e2bea91ddfc04689b8a",
+    }

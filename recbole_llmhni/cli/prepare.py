@@ -1,8 +1,12 @@
-"""``python -m recbole_llmhni prepare rlmrec --src DIR --dataset NAME [--out dataset]``.
+"""``python -m recbole_llmhni prepare rlmrec --src DIR --dataset NAME [--out dataset] [--binarize]``.
 
 Converts a dataset in RLMRec's layout into RecBole benchmark atomic files, profile files and
 a dataset YAML (see :mod:`recbole_llmhni.prepare.rlmrec`), then prints a summary table.
 Step messages and progress bars go to stderr, the summary to stdout.
+
+Only matrix cells of value 1 are interactions; any other nonzero value stops the run with a
+one-line error, unless ``--binarize`` asks to read positive values as 1 and drop negative
+ones. Stored zeros are never interactions.
 """
 from __future__ import annotations
 
@@ -49,6 +53,13 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         help="RecBole data_path to write into; files go to DIR/NAME/ (default: dataset)",
     )
     rlmrec.add_argument(
+        "--binarize",
+        action="store_true",
+        help="read positive matrix values other than 1 (ratings, counts, summed duplicate entries) "
+        "as one interaction each and drop negative ones; without it such values are an error. "
+        "Zero entries are never interactions",
+    )
+    rlmrec.add_argument(
         "-q", "--quiet", action="store_true", help="no step messages or progress bars (warnings still shown)"
     )
     rlmrec.set_defaults(func=run_rlmrec)
@@ -66,6 +77,20 @@ class _StepFormatter(logging.Formatter):
 
 def _int(n: int) -> str:
     return f"{n:,}"
+
+
+def _values_text(summary: "PreparedDataset") -> str:
+    """What was binarised or dropped, over all splits: ``only 1s`` when nothing was."""
+    totals = {key: sum(counts.get(key, 0) for counts in summary.matrix_values.values())
+              for key in ("binarized", "dropped_negative", "dropped_zero")}
+    parts = []
+    if totals["binarized"]:
+        parts.append(f"{_int(totals['binarized'])} positive values read as 1 (--binarize)")
+    if totals["dropped_negative"]:
+        parts.append(f"{_int(totals['dropped_negative'])} negative entries dropped")
+    if totals["dropped_zero"]:
+        parts.append(f"{_int(totals['dropped_zero'])} stored zeros dropped")
+    return "; ".join(parts) if parts else "only 1s"
 
 
 def format_summary(summary: "PreparedDataset", out: str) -> str:
@@ -93,6 +118,7 @@ def format_summary(summary: "PreparedDataset", out: str) -> str:
         shape = summary.embeddings.get(kind)
         text = "none" if shape is None else f"{_int(shape[0])} x {shape[1]}"
         lines.append(f"  {kind} embeddings: {text}")
+    lines.append(f"  matrix values:   {_values_text(summary)}")
     lines.append(f"  warnings:        {len(summary.warnings)}")
     lines.append(f"  config:          {summary.config_file}")
     data_path = "" if Path(out) == Path("dataset") else f" --data_path={out}"
@@ -106,6 +132,8 @@ def run_rlmrec(args: argparse.Namespace) -> int:
     from recbole_llmhni.prepare.rlmrec import prepare_rlmrec
 
     with stderr_logging(_LOGGER_NAME, args.quiet, _StepFormatter()):
-        summary = prepare_rlmrec(args.src, args.dataset, args.out, progress=not args.quiet)
+        summary = prepare_rlmrec(
+            args.src, args.dataset, args.out, progress=not args.quiet, binarize=args.binarize
+        )
     print(format_summary(summary, args.out))
     return 0

@@ -11,9 +11,10 @@ The profiles may instead come as the CSV export ``*user_profiles.csv`` /
 ``item_id_int,item_id_raw,profile_text``). User profiles are optional (RLMRec's Steam and
 Yelp may lack them); item profiles are required.
 
-:func:`prepare_rlmrec` validates everything first (shapes, id ranges, duplicate and
-overlapping interactions) and only then writes, file by file through a temporary file and
-a rename, into ``<out>/<dataset>/``::
+:func:`prepare_rlmrec` validates everything first (shapes, id ranges, matrix values,
+duplicate and overlapping interactions) and only then writes, file by file through
+:func:`recbole_llmhni.artifacts.files.atomic_writer` (temporary file, ``fsync``, rename),
+into ``<out>/<dataset>/``::
 
     <dataset>.train.inter / .valid.inter / .test.inter   user_id:token<TAB>item_id:token
     <dataset>.user_profile.jsonl   (if user profiles exist)
@@ -25,28 +26,45 @@ a rename, into ``<out>/<dataset>/``::
 Tokens are RLMRec's integer ids written as strings, so the CSV and pickle formats give the
 same files. Every problem with the input raises :class:`RLMRecFormatError` (a
 ``ValueError``) or ``FileNotFoundError`` whose message names the file and the fix.
+
+Matrix values. RLMRec stores implicit feedback: every interaction is a 1. The value of a
+(user, item) cell is read the way scipy reads a COO matrix: the *sum* of the entries stored
+for that cell (a COO matrix may hold one cell several times; ``tocsr()`` and ``toarray()``
+add them up, and so does this converter). Then, per cell:
+
+* ``1`` -- an interaction;
+* ``0`` (a stored zero, or entries that cancel) -- no interaction: sparse storage means
+  "absent", so it is dropped, counted and reported as a warning, never read as an
+  interaction;
+* anything else (a negative value, ``2.0``, ``0.5``, a rating) -- an error naming the file,
+  the number of such cells and an example ``(row, column) = value``, because reading it as an
+  interaction would be a guess. With ``binarize=True`` (``--binarize``) a positive value
+  counts as one interaction and a negative one is dropped; both are counted in the summary
+  and the manifest (``matrix_values``);
+* NaN or infinity -- always an error.
+
+So two stored entries of 1 for the same cell make a 2: an error without ``--binarize``, one
+interaction with it; entries 0.5 and 0.5 make one interaction.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
-import json
 import logging
-import os
 import pickle
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
 
-from recbole_llmhni.data.profiles import profile_path, write_profiles
+from recbole_llmhni.artifacts.files import atomic_write_json, atomic_write_text, atomic_writer, sha256_file
 from recbole_llmhni.artifacts.safe_pickle import safe_load
+from recbole_llmhni.artifacts.vectors import check_matrix, write_vector_npz
+from recbole_llmhni.data.profiles import profile_path, write_profiles
 
 __all__ = [
     "RLMRecFormatError",
@@ -78,6 +96,8 @@ INTER_HEADER = "user_id:token\titem_id:token"
 MANIFEST_NAME = "PREPARED.json"
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NON_NEGATIVE_INT = re.compile(r"^\s*\d+\s*$")
+# what happened to the stored values of a split (module docstring, "Matrix values")
+VALUE_COUNTS: Tuple[str, ...] = ("binarized", "dropped_negative", "dropped_zero", "summed_duplicates")
 
 
 class RLMRecFormatError(ValueError):
@@ -109,13 +129,18 @@ class RLMRecSource:
 
 @dataclass(frozen=True)
 class _Split:
-    """The distinct (user, item) interactions of one split, sorted by (user, item)."""
+    """The distinct (user, item) interactions of one split, sorted by (user, item).
+
+    ``values`` counts cells (not stored entries) by :data:`VALUE_COUNTS`: positive values
+    other than 1 read as 1 (``binarized``), negative and zero cells dropped, cells stored more
+    than once whose entries were summed.
+    """
 
     name: str
     source: Path
     users: np.ndarray
     items: np.ndarray
-    ignored_zeros: int
+    values: Dict[str, int]
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -152,6 +177,9 @@ class PreparedDataset:
     embeddings: Dict[str, Tuple[int, int]]
     files: Tuple[Path, ...]
     warnings: Tuple[str, ...] = field(default_factory=tuple)
+    binarize: bool = False
+    # {split: {count: cells}} for the counts of VALUE_COUNTS (module docstring, "Matrix values")
+    matrix_values: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
     @property
     def config_file(self) -> Path:
@@ -306,29 +334,74 @@ def _check_shapes(matrices: Mapping[str, sp.coo_matrix], source: RLMRecSource) -
     return shape[0], shape[1]
 
 
-def _split_pairs(name: str, path: Path, matrix: sp.coo_matrix) -> _Split:
-    """The distinct (user, item) pairs with a nonzero stored value, range-checked."""
+def _refuse_entries(
+    path: Path, bad: np.ndarray, rows: np.ndarray, cols: np.ndarray, problem: str,
+    detail: Callable[[int], str], fix: str,
+) -> None:
+    """Raise, naming how many stored entries are ``bad``, the first one and the fix; or nothing."""
+    if not bad.any():
+        return
+    first = int(np.flatnonzero(bad)[0])
+    raise RLMRecFormatError(
+        f"{path}: {int(bad.sum())} entries {problem}, e.g. ({rows[first]}, {cols[first]}){detail(first)}. {fix}"
+    )
+
+
+def _split_pairs(name: str, path: Path, matrix: sp.coo_matrix, binarize: bool = False) -> _Split:
+    """The (user, item) cells of ``matrix`` that are interactions, range- and value-checked.
+
+    A cell's value is the sum of its stored entries; 1 is an interaction, 0 is dropped, any
+    other value is an error unless ``binarize`` (then > 0 is an interaction and < 0 is
+    dropped). See the module docstring, "Matrix values".
+    """
     rows = np.asarray(matrix.row, dtype=np.int64)
     cols = np.asarray(matrix.col, dtype=np.int64)
     values = np.asarray(matrix.data)
     n_users, n_items = (int(d) for d in matrix.shape)
     for what, ids, n, axis in (("user", rows, n_users, "row"), ("item", cols, n_items, "column")):
-        bad = (ids < 0) | (ids >= n)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise RLMRecFormatError(
-                f"{path}: {int(bad.sum())} entries have a {axis} ({what} id) outside 0..{n - 1}, "
-                f"e.g. ({rows[first]}, {cols[first]}) in a {n_users} x {n_items} matrix. The file is "
-                "corrupt or was built with another id map; re-export it from the source data."
-            )
-    nonzero = values != 0
-    keys = np.unique(rows[nonzero] * np.int64(n_items) + cols[nonzero])
+        _refuse_entries(
+            path, (ids < 0) | (ids >= n), rows, cols,
+            f"have a {axis} ({what} id) outside 0..{n - 1}", lambda i: f" in a {n_users} x {n_items} matrix",
+            "The file is corrupt or was built with another id map; re-export it from the source data.",
+        )
+    if values.dtype.kind not in "biuf":
+        raise RLMRecFormatError(
+            f"{path}: stores values of type {values.dtype}; expected numbers (1 for an interaction). "
+            "Re-export the matrix with float or integer ones."
+        )
+    values = values.astype(np.float64, copy=False)
+    _refuse_entries(
+        path, ~np.isfinite(values), rows, cols, "are NaN or infinite", lambda i: f" = {values[i]}",
+        "Re-export the matrix with 1 for each interaction (--binarize does not repair these).",
+    )
+    # one value per cell: the sum of the cell's stored entries, as scipy reads a COO matrix
+    cells, inverse, stored = np.unique(rows * np.int64(n_items) + cols, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse.ravel(), weights=values, minlength=cells.size)
+    zero, negative, one = sums == 0, sums < 0, sums == 1
+    other = ~(zero | negative | one)  # positive, but not 1
+    if not binarize and (negative.any() or other.any()):
+        odd = np.flatnonzero(negative | other)
+        first = int(odd[0])
+        summed = f" (the sum of its {int(stored[first])} stored entries)" if stored[first] > 1 else ""
+        raise RLMRecFormatError(
+            f"{path}: {odd.size} entries hold a value other than 1 ({int(negative.sum())} negative, "
+            f"{int(other.sum())} positive), e.g. (row {int(cells[first] // n_items)}, column "
+            f"{int(cells[first] % n_items)}) = {sums[first]:g}{summed}. Only 1 marks an interaction: "
+            "re-export the matrix with ones, or pass --binarize (binarize=True) to read every "
+            "positive value as 1 and drop negative ones."
+        )
+    keep = one | other
     return _Split(
         name=name,
         source=path,
-        users=keys // n_items,
-        items=keys % n_items,
-        ignored_zeros=int((~nonzero).sum()),
+        users=cells[keep] // n_items,
+        items=cells[keep] % n_items,
+        values={
+            "binarized": int(other.sum()),
+            "dropped_negative": int(negative.sum()),
+            "dropped_zero": int(zero.sum()),
+            "summed_duplicates": int((stored > 1).sum()),
+        },
     )
 
 
@@ -373,25 +446,50 @@ def _coverage_warnings(splits: Mapping[str, _Split], n_users: int, n_items: int)
                 f"(e.g. {kind} {int(np.flatnonzero(~seen_anywhere)[0])}); RecBole will not know them."
             )
     for split in SPLITS:
-        zeros = splits[split].ignored_zeros
-        if zeros:
+        counts, name = splits[split].values, splits[split].source.name
+        if counts["summed_duplicates"]:
             warnings.append(
-                f"{splits[split].source.name}: {zeros} explicitly stored zero entries were ignored "
-                "(only nonzero entries count as interactions)."
+                f"{name}: {counts['summed_duplicates']} (user, item) cells are stored more than once; "
+                "their entries were summed (as scipy reads a COO matrix) before checking the value."
+            )
+        if counts["dropped_zero"]:
+            warnings.append(
+                f"{name}: {counts['dropped_zero']} explicitly stored zero entries were dropped "
+                "(a stored 0 is no interaction)."
             )
     return warnings
 
 
-def load_splits(source: RLMRecSource) -> Tuple[Dict[str, _Split], int, int]:
-    """Load and validate the three matrices: ``({split: pairs}, n_users, n_items)``."""
+def _value_note(split: _Split) -> str:
+    """What ``--binarize`` did to a split, or ``""``."""
+    counts = split.values
+    if not counts["binarized"] and not counts["dropped_negative"]:
+        return ""
+    return (
+        f"{split.source.name}: --binarize read {counts['binarized']} positive values other than 1 "
+        f"as 1 and dropped {counts['dropped_negative']} negative entries"
+    )
+
+
+def load_splits(source: RLMRecSource, binarize: bool = False) -> Tuple[Dict[str, _Split], int, int]:
+    """Load and validate the three matrices: ``({split: pairs}, n_users, n_items)``.
+
+    ``binarize``: read positive values other than 1 as 1 and drop negative ones instead of
+    failing on them (module docstring, "Matrix values").
+    """
     matrices = {split: _load_matrix(source.matrices[split]) for split in SPLITS}
     n_users, n_items = _check_shapes(matrices, source)
-    splits = {s: _split_pairs(s, source.matrices[s], m) for s, m in matrices.items()}
+    splits = {s: _split_pairs(s, source.matrices[s], m, binarize) for s, m in matrices.items()}
     if len(splits["train"]) == 0:
         raise RLMRecFormatError(
-            f"{source.matrices['train']}: no nonzero entries, so there is nothing to train on; "
-            "check that this is the training matrix."
+            f"{source.matrices['train']}: no interactions (no entry of value "
+            f"{'> 0' if binarize else '1'}), so there is nothing to train on; check that this is "
+            "the training matrix."
         )
+    for split in SPLITS:
+        note = _value_note(splits[split])
+        if note:
+            logger.info("%s", note)
     _check_disjoint(splits, n_items)
     return splits, n_users, n_items
 
@@ -568,29 +666,21 @@ def load_profiles(
 
 
 def load_embeddings(path: PathLike, kind: str, n: int) -> np.ndarray:
-    """Load ``usr_emb_np.pkl`` / ``itm_emb_np.pkl`` as float32 ``[n, d]`` (row = int id)."""
+    """Load ``usr_emb_np.pkl`` / ``itm_emb_np.pkl`` as float32 ``[n, d]`` (row = int id).
+
+    Checked by :func:`recbole_llmhni.artifacts.vectors.check_matrix` (2-D, numeric, finite)
+    and against ``n``; every problem is an :class:`RLMRecFormatError`.
+    """
     path = Path(path)
     data = _load_pickle(path)
-    if isinstance(data, (list, tuple)):
-        data = np.asarray(data)
-    if not isinstance(data, np.ndarray) or data.ndim != 2 or not np.issubdtype(data.dtype, np.number):
-        shape = getattr(data, "shape", None)
+    try:
+        vectors = check_matrix(data, path, what=kind)
+    except ValueError as exc:
+        raise RLMRecFormatError(f"{exc} Row i must be the vector of {kind} i.") from None
+    if vectors.shape[0] != n:
         raise RLMRecFormatError(
-            f"{path}: holds a {type(data).__name__}{'' if shape is None else f' of shape {shape}'}"
-            f"{'' if not isinstance(data, np.ndarray) else f' ({data.dtype})'}; expected a 2-D "
-            f"numeric numpy array with one row per {kind} (row i = {kind} i)."
-        )
-    if data.shape[0] != n:
-        raise RLMRecFormatError(
-            f"{path}: {data.shape[0]} rows, but the interaction matrices have {n} {kind}s; row i "
+            f"{path}: {vectors.shape[0]} rows, but the interaction matrices have {n} {kind}s; row i "
             f"must be the vector of {kind} i. Use the embedding file that belongs to this dataset."
-        )
-    vectors = data.astype(np.float32)
-    bad = ~np.isfinite(vectors).all(axis=1)
-    if bad.any():
-        raise RLMRecFormatError(
-            f"{path}: {int(bad.sum())} rows contain NaN or inf (e.g. {kind} "
-            f"{int(np.flatnonzero(bad)[0])}); recompute those vectors."
         )
     return vectors
 
@@ -609,43 +699,16 @@ def _progress(iterable: Any, enabled: bool, desc: str, unit: str) -> Any:
     return tqdm(iterable, desc=desc, unit=unit, file=sys.stderr, leave=False, disable=None)
 
 
-def _atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> Path:
-    """Write ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if binary:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _write_inter(path: Path, split: _Split) -> Path:
     """RecBole atomic ``.inter`` file, rows sorted by (user, item)."""
-
-    def write(fh: IO) -> None:
+    with atomic_writer(path) as fh:
         fh.write(INTER_HEADER + "\n")
         chunk = 100_000
         for start in range(0, len(split), chunk):
             users = split.users[start : start + chunk].tolist()
             items = split.items[start : start + chunk].tolist()
             fh.write("".join(f"{u}\t{i}\n" for u, i in zip(users, items)))
-
-    return _atomic_write(path, write)
-
-
-def _write_embeddings(path: Path, vectors: np.ndarray) -> Path:
-    ids = np.array([str(i) for i in range(vectors.shape[0])])
-    return _atomic_write(path, lambda fh: np.savez(fh, ids=ids, embeddings=vectors), binary=True)
+    return path
 
 
 def dataset_config_text(dataset: str, source: PathLike) -> str:
@@ -674,14 +737,6 @@ valid_metric: Recall@20
 """
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manifest(summary: PreparedDataset, source: RLMRecSource) -> Dict[str, Any]:
     from recbole_llmhni._version import __version__
 
@@ -690,9 +745,11 @@ def _manifest(summary: PreparedDataset, source: RLMRecSource) -> Dict[str, Any]:
         "dataset": summary.dataset,
         "source_dir": str(source.directory.resolve()),
         "source_files": {
-            p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in source.used_files()
+            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in source.used_files()
         },
         "counts": summary.counts,
+        "binarize": summary.binarize,
+        "matrix_values": summary.matrix_values,
         "n_users": summary.n_users,
         "n_items": summary.n_items,
         "split_users": summary.split_users,
@@ -719,9 +776,14 @@ def _remove_stale(paths: Sequence[Path]) -> None:
 
 
 def prepare_rlmrec(
-    src: PathLike, dataset: str, out: PathLike = "dataset", *, progress: bool = False
+    src: PathLike, dataset: str, out: PathLike = "dataset", *, progress: bool = False, binarize: bool = False
 ) -> PreparedDataset:
     """Convert the RLMRec dataset folder ``src`` into ``<out>/<dataset>/`` (see module doc).
+
+    Only cells of value 1 are interactions; any other nonzero value is an error unless
+    ``binarize`` (CLI ``--binarize``): then positive values count as 1 and negative ones are
+    dropped. Zero cells are never interactions. :attr:`PreparedDataset.matrix_values` and the
+    manifest say how many cells were binarised or dropped (module docstring, "Matrix values").
 
     All input is read and validated before anything is written; each output file is written
     atomically and ``PREPARED.json`` last, so a killed run never leaves a half file and a
@@ -741,7 +803,7 @@ def prepare_rlmrec(
         for kind, path in source.ignored
     ]
     logger.info("reading interaction matrices from %s", source.directory)
-    splits, n_users, n_items = load_splits(source)
+    splits, n_users, n_items = load_splits(source, binarize)
     warnings += _coverage_warnings(splits, n_users, n_items)
 
     profiles: Dict[str, Dict[int, _ProfileEntry]] = {}
@@ -782,9 +844,11 @@ def prepare_rlmrec(
         embeddings={k: (int(v.shape[0]), int(v.shape[1])) for k, v in embeddings.items()},
         files=tuple(files),
         warnings=tuple(warnings),
+        binarize=binarize,
+        matrix_values={s: dict(splits[s].values) for s in SPLITS},
     )
     manifest = _manifest(summary, source)
-    _atomic_write(target / MANIFEST_NAME, lambda fh: fh.write(json.dumps(manifest, indent=2) + "\n"))
+    atomic_write_json(target / MANIFEST_NAME, manifest)
     logger.info("wrote %s", target / MANIFEST_NAME)
     return summary
 
@@ -813,18 +877,18 @@ def _write_outputs(
             continue
         texts = {str(i): e.text for i, e in profiles[kind].items()}
         extra = {str(i): {"source_id": e.source_id} for i, e in profiles[kind].items() if e.source_id}
-        files.append(write_profiles(path, texts, extra=extra or None))
-        os.chmod(path, 0o644)
+        files.append(write_profiles(path, texts, extra=extra or None))  # atomic, mode 0644
         logger.info("wrote %s (%s profiles)", path, f"{len(texts):,}")
     for kind in KINDS:
         path = embedding_path(target, dataset, kind)
         if kind not in embeddings:
             stale.append(path)
             continue
-        files.append(_write_embeddings(path, embeddings[kind]))
+        ids = [str(i) for i in range(embeddings[kind].shape[0])]  # row i = RLMRec's id i
+        files.append(write_vector_npz(path, ids, embeddings[kind]))
         logger.info("wrote %s %s", path, tuple(embeddings[kind].shape))
     config = target / f"{dataset}.yaml"
-    files.append(_atomic_write(config, lambda fh: fh.write(dataset_config_text(dataset, source.directory))))
+    files.append(atomic_write_text(config, dataset_config_text(dataset, source.directory)))
     logger.info("wrote %s", config)
     _remove_stale(stale)
     return files
