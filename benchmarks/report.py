@@ -13,17 +13,21 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from records import median, sec_per_epoch, view, where
-from suites import BORROWED, METRICS, SUITE_ORDER, suite_jobs
+from suites import BORROWED, METRICS, SUITE_ORDER, SUITES, suite_jobs
 
 Record = Dict[str, Any]
 
 
 def load_results(results: Path) -> List[Record]:
-    """Every result file under ``results/<suite>/<dataset>/``, as :func:`records.view` reads it."""
+    """Every result file under ``results/<suite>/<dataset>/``, as :func:`records.view` reads it.
+
+    Folders that are not a suite (``identification/``, ``standin/``: files other scripts wrote)
+    are not job results and are left out.
+    """
     records = []
     for path in sorted(results.glob("*/*/*.json")):
-        if path.parent.parent.name.startswith("_") or path.name.endswith((".progress.json", ".child.json")):
-            continue  # a job's working folder, or a job still running
+        if path.parent.parent.name not in SUITES or path.name.endswith((".progress.json", ".child.json")):
+            continue  # not a suite's folder (a job's working folder, another script's files), or a job still running
         records.append(view(json.loads(path.read_text())))
     return records
 
