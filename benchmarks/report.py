@@ -157,9 +157,11 @@ def _rater_chart(rows: List[Record], path: Path, dataset: str) -> None:
     pts = sorted((_oracle_accuracy(r), r["test"]["recall@20"]) for r in rows if _oracle_accuracy(r) is not None and r.get("test"))
     if pts:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="LLMHNI_LightGCN, simulated rater")
-    for r in rows:
-        if _oracle_accuracy(r) is None and r.get("test"):
-            ax.axhline(r["test"]["recall@20"], linestyle="--", linewidth=1, label=r["label"], color=None)
+    refs = [r for r in rows if _oracle_accuracy(r) is None and r.get("test")]
+    styles = ["--", ":", "-."]
+    for i, r in enumerate(refs):
+        ax.axhline(r["test"]["recall@20"], linestyle=styles[i % len(styles)], linewidth=1.2,
+                   color=f"C{i + 1}", label=r["label"])
     ax.set_xlabel("simulated rater accuracy a on low-score positives")
     ax.set_ylabel("test Recall@20")
     ax.set_title(f"What a rater must get right: {dataset}, 20% injected noise")
