@@ -101,3 +101,83 @@ def test_empty_batch_and_bad_arguments():
         cross_graph_infonce(h, h2, torch.tensor([0]), torch.tensor([0]), 0.0)
     with pytest.raises(ValueError, match="shape"):
         info_nce(torch.zeros(3, 2), torch.zeros(3, 4), 0.1)
+
+
+# --- SimGCL perturbation (llmhni_cl_eps) -----------------------------------------------------
+from recbole_llmhni.models.losses import perturb  # noqa: E402
+
+
+def test_perturb_off_is_identity_and_on_moves_each_row_by_eps_within_its_orthant():
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert perturb(x, 0.0) is x
+    y = perturb(x, 0.3, torch.Generator().manual_seed(0))
+    torch.testing.assert_close((y - x).norm(dim=1), torch.full((7,), 0.3, dtype=torch.float64))
+    assert ((y - x) * torch.sign(x) >= 0).all()
+    with pytest.raises(ValueError, match="eps"):
+        perturb(x, -0.1)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_perturbed_loss_is_finite_differentiable_and_breaks_scale_invariance(loss):
+    h, h2 = _views()
+    users, items = torch.tensor([0, 2, 4, 5]), torch.tensor([1, 3, 6, 7])
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    out = loss(h, h2, users, items, 0.2, eps=0.1, generator=gen())
+    assert torch.isfinite(out)
+    out.backward()
+    assert all(torch.isfinite(t.grad).all() for t in (*h, *h2))
+    scaled = lambda v, s: (v[0].detach() * s, v[1].detach() * s)  # noqa: E731
+    # eps = 0: invariant to the embeddings' scale (the stall); eps > 0: it is not, and the
+    # loss is lower for larger embeddings (their agreement outweighs the noise)
+    plain = [loss(scaled(h, s), scaled(h, s), users, items, 0.2) for s in (0.1, 10.0)]
+    torch.testing.assert_close(plain[0], plain[1])
+    pert = [loss(scaled(h, s), scaled(h, s), users, items, 0.2, eps=0.1, generator=gen()) for s in (0.01, 10.0)]
+    assert pert[1] < pert[0]
+    # the perturbed loss with eps = 0 is the previous form
+    torch.testing.assert_close(loss(h, h2, users, items, 0.2, eps=0.0, generator=gen()), loss(h, h2, users, items, 0.2))
+
+
+# --- node subsample (llmhni_cl_nodes) and scale gate (llmhni_cl_scale_ref) --------------------
+from recbole_llmhni.models.losses import scale_gate, subsample  # noqa: E402
+
+
+def test_subsample_keeps_at_most_max_nodes_distinct_ids():
+    ids = torch.arange(10, 30)
+    assert subsample(ids, 0) is ids and subsample(ids, 50) is ids
+    got = subsample(ids, 5, torch.Generator().manual_seed(0))
+    assert got.numel() == 5 and len(set(got.tolist())) == 5 and set(got.tolist()) <= set(ids.tolist())
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_subsampled_loss_is_the_loss_on_the_drawn_nodes(loss):
+    h, h2 = _views(n_users=6, n_items=8)
+    users, items = torch.arange(6), torch.arange(8)
+    assert torch.isfinite(loss(h, h2, users, items, 0.2, generator=torch.Generator().manual_seed(0), max_nodes=3))
+    # max_nodes >= the distinct count: the plain loss
+    torch.testing.assert_close(loss(h, h2, users, items, 0.2, max_nodes=8), loss(h, h2, users, items, 0.2))
+
+
+def test_scale_gate_is_detached_and_caps_at_one():
+    a = torch.full((4, 3), 0.1, requires_grad=True)
+    b = torch.full((4, 3), 0.1, requires_grad=True)
+    r2 = 0.1 * 0.1 * 3  # mean row norm squared
+    assert scale_gate(a, b, 1.0).item() == pytest.approx(r2) and not scale_gate(a, b, 1.0).requires_grad
+    assert scale_gate(a * 100, b * 100, 1.0).item() == 1.0
+    assert scale_gate(a, b, 0.0).item() == 1.0  # off
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_gated_loss_gradient_grows_with_the_embeddings_scale(loss):
+    # the plain InfoNCE gradient scales as 1/|x| (dominates BPR's, which scales as |x|, at a
+    # small initial scale: the stall); gated below ref it scales as |x|, like BPR's
+    h, h2 = _views(requires_grad=False)
+    users, items = torch.arange(6), torch.arange(8)
+
+    def grad_norm(scale, ref):
+        a = (h[0] * scale).requires_grad_(), (h[1] * scale).requires_grad_()
+        loss(a, (h2[0] * scale, h2[1] * scale), users, items, 0.2, scale_ref=ref).backward()
+        return a[0].grad.norm().item()
+
+    assert grad_norm(0.01, 0.0) == pytest.approx(100 * grad_norm(1.0, 0.0), rel=1e-6)
+    assert grad_norm(0.01, 100.0) == pytest.approx(0.01 * grad_norm(1.0, 100.0), rel=1e-6)
+    torch.testing.assert_close(loss(h, h2, users, items, 0.2, scale_ref=1e-9), loss(h, h2, users, items, 0.2))

@@ -176,3 +176,17 @@ def test_warm_start_from_another_backbone_is_refused(recbole_workdir, tiny_datas
     with pytest.raises(ConfigError, match="llmhni_pretrain_backbone=BackboneNGCF"):  # refused before any stage runs
         LLMHNIConfig(model="LLMHNI_LightGCN", dataset="tiny", config_dict={
             "data_path": tiny_dataset["data_path"], "llmhni_warm_start": True, "llmhni_pretrain_backbone": "BackboneNGCF"})
+
+
+def test_lazy_s8_computes_both_terms_every_kth_step_at_k_times_the_weight(recbole_workdir, tiny_dataset):
+    train_data, lazy, _ = _build(recbole_workdir, tiny_dataset, llmhni_cl_every=3, llmhni_cl_nodes=0, **ALL_LOW)
+    _, every, _ = _build(recbole_workdir, tiny_dataset, llmhni_cl_every=1, llmhni_cl_nodes=0, **ALL_LOW)
+    lazy.train()
+    every.train()
+    batch = next(iter(train_data))
+    seen = [lazy.calculate_loss(batch) for _ in range(4)]
+    assert all(len(t) == 3 for t in seen)  # the same number of terms at every step
+    assert [float(t[1]) == 0.0 for t in seen] == [False, True, True, False]
+    assert float(seen[1][2]) == 0.0 and float(seen[0][2]) > 0.0
+    ref = every.calculate_loss(batch)
+    torch.testing.assert_close(seen[0][1], 3 * ref[1])  # L_de: deterministic given the weights

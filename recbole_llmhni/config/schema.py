@@ -177,6 +177,10 @@ KEYS: Dict[str, Spec] = {
     "llmhni_lambda2": NON_NEGATIVE,
     "llmhni_cl_temperature": POSITIVE,
     "llmhni_edge_drop_rate": _float(0, 1, high_open=True),
+    "llmhni_cl_eps": NON_NEGATIVE,
+    "llmhni_cl_nodes": _int(0),
+    "llmhni_cl_scale_ref": NON_NEGATIVE,
+    "llmhni_cl_every": _int(1),
     "llmhni_warm_start": BOOL,
     # run records
     "llmhni_result_file": OPTIONAL_STR,

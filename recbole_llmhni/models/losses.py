@@ -23,6 +23,48 @@ the negatives; SGL's form, one direction). Per loss, the user and item terms are
 * :func:`view_contrast` -- :math:`\mathcal L_{hal}` with two edge-dropped views, one of
   :math:`G` and one of :math:`G'` (drop rate :math:`\rho`, redrawn by the caller).
 
+**Scale gate, node subsample, perturbation** (the form trained with; defaults in
+``properties/overall.yaml``). Per node type, with :math:`S \subseteq` the batch's distinct
+nodes drawn uniformly, :math:`|S| \le n_{max}` (``llmhni_cl_nodes``), and
+:math:`r_A = \frac{1}{|S|}\sum_{k \in S} \lVert a_k \rVert_2` the mean row norm,
+
+.. math::
+    \ell(A, B) = g \cdot \mathrm{InfoNCE}\big(\tilde A_S, \tilde B_S\big), \qquad
+    g = \mathrm{sg}\Big[\min\Big(1, \frac{r_A r_B}{r_{ref}^2}\Big)\Big], \qquad
+    \tilde x = x + \epsilon\, \mathrm{sign}(x) \odot \frac{\delta}{\lVert \delta \rVert_2},\
+    \delta \sim U(0, 1)^d
+
+(:math:`\mathrm{sg}` = stop-gradient; :math:`r_{ref}` = ``llmhni_cl_scale_ref``,
+:math:`\epsilon` = ``llmhni_cl_eps``, SimGCL's perturbation). With :math:`r_{ref} = 0`,
+:math:`n_{max} = 0`, :math:`\epsilon = 0` this is the plain form above.
+
+Why the gate. InfoNCE on L2-normalised rows is invariant to the embeddings' scale, so its
+gradient scales as :math:`1/r`, while BPR's (:math:`\langle e_u, e_i \rangle`) scales as
+:math:`r`. At RecBole's initial scale (propagated rows :math:`r \approx 0.1`) the contrast's
+gradient is ~20-100x BPR's, Adam's step follows it, and BPR never grows the embeddings: the
+stall. Below :math:`r_{ref}` the gate makes the contrast's gradient scale as :math:`r`, like
+BPR's, so their ratio no longer depends on the scale; at and above :math:`r_{ref}` it is the
+plain InfoNCE. Measured on ml-100k, LLMHNI_LightGCN, fresh start, :math:`\lambda_1 = \lambda_2
+= 0.1`, :math:`\tau = 0.2`, 256 nodes, 10 epochs, test Recall@20: no gate 0.012 (BPR stays at
+:math:`\ln 2`), :math:`\epsilon = 0.1` 0.046, :math:`\epsilon = 1` (3 epochs) 0.057, the gate
+with :math:`r_{ref} = 1` 0.276 (S8 off: 0.321). At :math:`\lambda = 0.01` without the gate
+the stall lasts 40 epochs (valid Recall@20 0.191 vs 0.344 gated). The perturbation alone
+does not lift the stall and is off by default.
+
+Temperature and weights (ml-100k, fresh start, gate on, 256 nodes, lazy every 4 steps).
+Both weights 0.1, 10 epochs, test Recall@20: LightGCN 0.308 at :math:`\tau = 0.5`, 0.276 at
+0.2 (every step); NGCF 0.271 at 0.5, 0.204 at 0.2 (S8 off: 0.321 / 0.335). Both weights
+0.1 end below S8 off after 40 epochs (valid 0.274 vs 0.330): on dense data the uniformity
+these terms impose competes with BPR. Converged (early stopping on valid Recall@20),
+LightGCN valid / test: S8 off 0.3562 / 0.3965; 0.01 at 0.5: 0.3566 / 0.3949; 0.01 at
+0.2: 0.3509 / 0.3933; 0.003 at 0.2: 0.3561 / 0.3936; 0.03 at 0.2 after 40 epochs: 0.3278
+(S8 off 0.3301, 0.01: 0.3436). NGCF, 40 epochs, 0.01 at 0.5: valid / test 0.3305 / 0.3760
+(S8 off 0.3384 / 0.3788).
+
+Why the subsample. The two :math:`n \times n` similarity matrices dominate the cost
+(:math:`n` ~ 940 users and ~1,500 items per 2,048-row batch on ml-100k: ~100 ms of a step on
+one core); 256 nodes per type cost ~4 ms.
+
 A view is a pair ``(user_emb [n_U, d], item_emb [n_I, d])``, as
 ``GraphRecommender.propagate`` returns. Gradients flow into both views. Properties (tested):
 finite for any input (normalisation with an epsilon, log-softmax), at its minimum over
@@ -32,13 +74,13 @@ other (all cosines equal).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["info_nce", "cross_graph_infonce", "view_contrast"]
+__all__ = ["info_nce", "perturb", "subsample", "scale_gate", "cross_graph_infonce", "view_contrast"]
 
 View = Tuple[Tensor, Tensor]
 
@@ -66,15 +108,59 @@ def info_nce(anchor: Tensor, positive: Tensor, tau: float) -> Tensor:
     return F.cross_entropy(logits, target)
 
 
-def _node_infonce(view_a: View, view_b: View, users: Tensor, items: Tensor, tau: float) -> Tensor:
-    users = torch.unique(users.reshape(-1))
-    items = torch.unique(items.reshape(-1))
+def perturb(x: Tensor, eps: float, generator: Optional[torch.Generator] = None) -> Tensor:
+    r"""SimGCL's perturbation: :math:`x + \epsilon\, \mathrm{sign}(x) \odot \delta / \lVert\delta\rVert_2`,
+    :math:`\delta \sim U(0, 1)^d` per row (each row moves by exactly :math:`\epsilon`, within
+    its own orthant). ``eps == 0`` returns ``x`` itself.
+    """
+    if eps < 0:
+        raise ValueError(f"perturbation eps must be >= 0, got {eps}")
+    if eps == 0 or x.numel() == 0:
+        return x
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + eps * torch.sign(x) * F.normalize(noise, p=2, dim=1)
+
+
+def subsample(ids: Tensor, max_nodes: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """At most ``max_nodes`` of ``ids``, drawn uniformly without replacement (``0``: all of them)."""
+    if max_nodes <= 0 or ids.numel() <= max_nodes:
+        return ids
+    pick = torch.randperm(ids.numel(), generator=generator, device=ids.device)[:max_nodes]
+    return ids.index_select(0, pick)
+
+
+def scale_gate(a: Tensor, b: Tensor, ref: float) -> Tensor:
+    r"""Detached weight :math:`\min(1, r_a r_b / r_{ref}^2)`, :math:`r` = mean row norm (``ref <= 0``: 1)."""
+    if ref <= 0 or a.numel() == 0:
+        return a.new_ones(())
+    with torch.no_grad():
+        r2 = a.norm(dim=1).mean() * b.norm(dim=1).mean()
+        return torch.clamp(r2 / (ref * ref), max=1.0)
+
+
+def _node_infonce(
+    view_a: View, view_b: View, users: Tensor, items: Tensor, tau: float,
+    eps: float = 0.0, generator: Optional[torch.Generator] = None, max_nodes: int = 0,
+    scale_ref: float = 0.0,
+) -> Tensor:
+    users = subsample(torch.unique(users.reshape(-1)), max_nodes, generator)
+    items = subsample(torch.unique(items.reshape(-1)), max_nodes, generator)
     user_a, item_a = view_a
     user_b, item_b = view_b
-    return info_nce(user_a[users], user_b[users], tau) + info_nce(item_a[items], item_b[items], tau)
+
+    def term(a: Tensor, b: Tensor, ids: Tensor) -> Tensor:
+        a, b = a.index_select(0, ids), b.index_select(0, ids)
+        gate = scale_gate(a, b, scale_ref)
+        return gate * info_nce(perturb(a, eps, generator), perturb(b, eps, generator), tau)
+
+    return term(user_a, user_b, users) + term(item_a, item_b, items)
 
 
-def cross_graph_infonce(h: View, h_prime: View, users: Tensor, items: Tensor, tau: float) -> Tensor:
+def cross_graph_infonce(
+    h: View, h_prime: View, users: Tensor, items: Tensor, tau: float,
+    eps: float = 0.0, generator: Optional[torch.Generator] = None, max_nodes: int = 0,
+    scale_ref: float = 0.0,
+) -> Tensor:
     r""":math:`\mathcal L_{de}`: InfoNCE between the propagations on :math:`G` and :math:`G'`.
 
     Args:
@@ -83,14 +169,22 @@ def cross_graph_infonce(h: View, h_prime: View, users: Tensor, items: Tensor, ta
         users: the batch's user ids ``[B]`` (duplicates allowed; each distinct user counts once).
         items: the batch's item ids (positives, and negatives if the caller wants them), any shape.
         tau: temperature.
+        eps: SimGCL perturbation :math:`\epsilon` of both views' rows (0: none).
+        generator: random source of the perturbation and the subsample.
+        max_nodes: :math:`n_{max}`, at most this many distinct users (and items) (0: all).
+        scale_ref: :math:`r_{ref}` of the scale gate (0: no gate).
 
     Returns:
-        Scalar :math:`\mathrm{InfoNCE}_U + \mathrm{InfoNCE}_I` (module docstring).
+        Scalar :math:`g_U \ell_U + g_I \ell_I` (module docstring).
     """
-    return _node_infonce(h, h_prime, users, items, tau)
+    return _node_infonce(h, h_prime, users, items, tau, eps, generator, max_nodes, scale_ref)
 
 
-def view_contrast(view_g: View, view_g_prime: View, users: Tensor, items: Tensor, tau: float) -> Tensor:
+def view_contrast(
+    view_g: View, view_g_prime: View, users: Tensor, items: Tensor, tau: float,
+    eps: float = 0.0, generator: Optional[torch.Generator] = None, max_nodes: int = 0,
+    scale_ref: float = 0.0,
+) -> Tensor:
     r""":math:`\mathcal L_{hal}`: InfoNCE between an edge-dropped view of :math:`G` and one of :math:`G'`.
 
     The caller draws the two views (e.g. ``models.graph.drop_edges`` with rate :math:`\rho` on
@@ -101,4 +195,4 @@ def view_contrast(view_g: View, view_g_prime: View, users: Tensor, items: Tensor
 
     Args and return as :func:`cross_graph_infonce`.
     """
-    return _node_infonce(view_g, view_g_prime, users, items, tau)
+    return _node_infonce(view_g, view_g_prime, users, items, tau, eps, generator, max_nodes, scale_ref)
