@@ -46,12 +46,16 @@ def _machine_str(m: Dict[str, Any]) -> str:
 
 
 def _vs_backbone(rows: List[Record]) -> Dict[str, str]:
-    """Each LLMHNI model's median training epoch over its plain backbone's (``1.49x``), by model."""
-    epoch = {r["model"]: sec_per_epoch(r) for r in rows}
+    """Each LLMHNI row's median training epoch over its plain backbone's (``1.49x``), by row label.
+
+    The backbone is the row of the same suite whose model is ``Backbone<X>`` (``LLMHNI_<X>``'s).
+    """
+    backbone = {r["model"]: sec_per_epoch(r) for r in rows if r["model"].startswith("Backbone")}
     ratios = {}
-    for model, mine in epoch.items():
-        base = epoch.get(model.replace("LLMHNI_", "Backbone")) if model.startswith("LLMHNI_") else None
-        ratios[model] = f"{mine / base:.2f}x" if base and mine else "-"
+    for r in rows:
+        mine = sec_per_epoch(r)
+        base = backbone.get(r["model"].replace("LLMHNI_", "Backbone")) if r["model"].startswith("LLMHNI_") else None
+        ratios[r["label"]] = f"{mine / base:.2f}x" if base and mine else "-"
     return ratios
 
 
@@ -199,7 +203,7 @@ def _speed_table(rows: List[Record]) -> List[str]:
     for r in rows:
         stages = r.get("stages") or {}
         late = [v["seconds"] for k, v in stages.items() if k.split()[0] in ("S5", "S6", "S7")]
-        body.append([r["label"], _fmt(sec_per_epoch(r), 2), vs_backbone[r["model"]],
+        body.append([r["label"], _fmt(sec_per_epoch(r), 2), vs_backbone[r["label"]],
                      _fmt(median(r.get("eval_seconds") or []), 2),
                      f"{r.get('setup_seconds') or 0:.0f} s",
                      _stage_seconds(r, "S2 align"), _stage_seconds(r, "S4 pretrain"),
@@ -264,7 +268,7 @@ def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[
                 ("ident. recall", lambda r: _ident(r, "recall"))]
     if suite == "speed":
         vs_backbone = _vs_backbone(rows)
-        return [("epoch vs backbone", lambda r: vs_backbone[r["model"]]),
+        return [("epoch vs backbone", lambda r: vs_backbone[r["label"]]),
                 ("setup (S1-S7)", lambda r: f"{r.get('setup_seconds', 0):.1f} s"),
                 ("stages", lambda r: ", ".join(f"{k} {v['seconds']:.1f} s"
                                                for k, v in (r.get("stages") or {}).items()) or "-")]

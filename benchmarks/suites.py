@@ -76,7 +76,11 @@ def _ablation(suite: str, ds: str, speed_epochs: int) -> List[Job]:
 
 
 def _s8(suite: str, ds: str, speed_epochs: int) -> List[Job]:
-    jobs = []
+    """L_de / L_hal switched on: 10 epochs from a fresh start on both backbones (the stall
+    test), then converged runs at two weights, from a fresh start and warm-started."""
+    ten = {"epochs": 10, "stopping_step": 10 ** 6}
+    jobs = [Job(suite, f"LLMHNI_{b}, lambda=0.1, 10 epochs", f"LLMHNI_{b}", ds, {**S8_ON, **ten})
+            for b in ("LightGCN", "NGCF")]
     for lam in (0.1, 0.01):
         for warm in (False, True):
             label = f"lambda={lam:g}" + (", warm start" if warm else "")
@@ -93,7 +97,8 @@ def _speed(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     jobs = []
     for backbone in ("LightGCN", "NGCF"):
         jobs += [Job(suite, f"Backbone{backbone}", f"Backbone{backbone}", ds, dict(fixed)),
-                 Job(suite, f"LLMHNI_{backbone}", f"LLMHNI_{backbone}", ds, dict(fixed))]
+                 Job(suite, f"LLMHNI_{backbone}", f"LLMHNI_{backbone}", ds, dict(fixed)),
+                 Job(suite, f"LLMHNI_{backbone}, S8 on", f"LLMHNI_{backbone}", ds, {**fixed, **S8_ON})]
     return jobs
 
 

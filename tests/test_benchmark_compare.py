@@ -45,7 +45,11 @@ def test_suite_definitions():
     noise = suites.suite_jobs("noise", ["toy"])
     assert sorted({j.params["llmhni_noise_ratio"] for j in noise}) == suites.NOISE_RATIOS
     speed = suites.suite_jobs("speed", ["toy"], speed_epochs=3)
-    assert all(j.params == {"epochs": 3, "stopping_step": 10 ** 6} for j in speed)
+    fixed = {"epochs": 3, "stopping_step": 10 ** 6}
+    assert [j.params for j in speed if "S8 on" not in j.label] == [fixed] * 4
+    assert [j.params for j in speed if "S8 on" in j.label] == [{**fixed, **suites.S8_ON}] * 2
+    s8 = suites.suite_jobs("s8", ["toy"])
+    assert [(j.model, j.params["epochs"]) for j in s8 if "10 epochs" in j.label] == [("LLMHNI_LightGCN", 10), ("LLMHNI_NGCF", 10)]
     ablation = {j.label: j for j in suites.suite_jobs("ablation", ["toy"])}
     assert ablation["w/o alignment"].slug == "w_o_alignment"
     assert ablation["full, S8 on, w/o L_hal"].params == {"llmhni_lambda1": 0.1, "llmhni_lambda2": 0.0}
@@ -272,6 +276,13 @@ def test_old_and_new_files_render_the_same_tables(tmp_path):
     speed = report.readme_table("speed", [{**r, "suite": "speed"} for r in new])
     assert speed[2] == "| LLMHNI_LightGCN noise=0.2 | 2.00 | - | 0.50 | 70 s | 61 s | - | 1.8 s | - |"
     assert report.results_markdown(new, tmp_path, charts=False) == report.results_markdown(old, tmp_path, charts=False)
+
+
+def test_speed_ratio_is_per_row_against_the_same_suites_backbone():
+    rows = [{"label": "BackboneLightGCN", "model": "BackboneLightGCN", "train_epoch_seconds": [2.0, 2.0, 2.0]},
+            {"label": "LLMHNI_LightGCN", "model": "LLMHNI_LightGCN", "train_epoch_seconds": [3.0, 3.0, 3.0]},
+            {"label": "LLMHNI_LightGCN, S8 on", "model": "LLMHNI_LightGCN", "train_epoch_seconds": [5.0, 4.0, 4.0]}]
+    assert report._vs_backbone(rows) == {"BackboneLightGCN": "-", "LLMHNI_LightGCN": "1.50x", "LLMHNI_LightGCN, S8 on": "2.00x"}
 
 
 def test_readme_results_tables_match_the_committed_result_files():
