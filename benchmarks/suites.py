@@ -72,6 +72,7 @@ def _ablation(suite: str, ds: str, speed_epochs: int) -> List[Job]:
         Job(suite, "w/o denoising", "LLMHNI_LightGCN", ds, {"llmhni_denoise": False}),
         Job(suite, "full, S8 on", "LLMHNI_LightGCN", ds, dict(S8_ON)),
         Job(suite, "full, S8 on, w/o L_hal", "LLMHNI_LightGCN", ds, {**S8_ON, "llmhni_lambda2": 0.0}),
+        Job(suite, "full, S8 on, w/o L_de", "LLMHNI_LightGCN", ds, {**S8_ON, "llmhni_lambda1": 0.0}),
     ]
 
 
