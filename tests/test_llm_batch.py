@@ -34,7 +34,7 @@ from recbole_llmhni.llm import LLMCache, LLMSettings, OpenAIRater, RatingRequest
 from recbole_llmhni.llm.batch import parse_result_lines
 from recbole_llmhni.llm.cache import CACHE_FILENAME
 from recbole_llmhni.llm.encoders import OpenAIEmbeddingEncoder
-from recbole_llmhni.llm.errors import LLMUnavailableError
+from recbole_llmhni.llm.errors import BudgetExceededError, LLMUnavailableError
 from recbole_llmhni.llm.prompts import PromptSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +122,17 @@ def test_requests_that_keep_failing_stop_after_max_rounds_and_keep_answers(tmp_p
         assert server.batch_submissions == 3 and server.batch("batch_3")["request_counts"]["total"] == 1
         rater.close()
         cache.close()
+
+
+def test_budget_is_booked_for_the_whole_batch_before_it_is_submitted(tmp_path):
+    reqs = requests(4)  # 8 views
+    with FakeOpenAIServer() as server:
+        # 8 views of >= 100 prompt bytes and 16 completion tokens each, at half price, pass $1e-4
+        rater = OpenAIRater(settings(server, llmhni_budget_usd=1e-4), LLMCache(tmp_path / "c.db"), owns_cache=True)
+        with pytest.raises(BudgetExceededError, match="budget of"):
+            rater.rate(reqs)
+        assert server.count() == 0 and rater.ledger.reserved_usd == 0.0  # no upload, no batch
+        rater.close()
 
 
 def test_openai_encoder_in_batch_mode(tmp_path):

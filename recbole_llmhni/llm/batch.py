@@ -339,18 +339,30 @@ class BatchRunner:
         return StoredBatch(batch.id, sink.kind, sink.url, dict(requests), "open", str(batch.status), None, None)
 
     def wait(self, batch_id: str, model: str) -> Any:
-        """Poll ``batches.retrieve`` until the batch reaches a terminal status; the batch object."""
+        """Poll ``batches.retrieve`` until the batch reaches a terminal status; the batch object.
+
+        A tqdm bar shows the server's ``request_counts`` (completed + failed of total).
+        """
+        from tqdm import tqdm
+
         client = self.backend.client()
         interval = self.settings.batch_poll_interval
-        while True:
-            batch = self.backend.request("batch status", model, lambda: client.batches.retrieve(batch_id))
-            status = str(batch.status)
-            self.cache.update_batch(batch_id, status)
-            if status in TERMINAL:
-                return batch
-            self.ledger.note("batch_polls")
-            self.sleep(interval * (0.5 + 0.5 * self._rng.random()))
-            interval = min(self.settings.batch_poll_max, interval * 1.5)
+        with tqdm(desc=f"batch {batch_id}", unit="request", disable=not self.settings.show_progress,
+                  leave=False, dynamic_ncols=True) as bar:
+            while True:
+                batch = self.backend.request("batch status", model, lambda: client.batches.retrieve(batch_id))
+                status = str(batch.status)
+                counts = getattr(batch, "request_counts", None)
+                if counts is not None:
+                    bar.total = int(getattr(counts, "total", 0) or 0)
+                    bar.n = int(getattr(counts, "completed", 0) or 0) + int(getattr(counts, "failed", 0) or 0)
+                    bar.set_postfix_str(status, refresh=True)
+                self.cache.update_batch(batch_id, status)
+                if status in TERMINAL:
+                    return batch
+                self.ledger.note("batch_polls")
+                self.sleep(interval * (0.5 + 0.5 * self._rng.random()))
+                interval = min(self.settings.batch_poll_max, interval * 1.5)
 
     def _download(self, file_id: Optional[str], model: str) -> Optional[str]:
         if not file_id:
