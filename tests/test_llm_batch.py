@@ -124,6 +124,20 @@ def test_requests_that_keep_failing_stop_after_max_rounds_and_keep_answers(tmp_p
         cache.close()
 
 
+def test_a_stored_batch_the_server_does_not_know_is_submitted_anew(tmp_path):
+    reqs = requests(2)
+    with FakeOpenAIServer() as server:
+        cache = LLMCache(tmp_path / "c.db")
+        rater = OpenAIRater(settings(server), cache, owns_cache=True)
+        pending = rater.pending_batch(reqs)
+        cache.add_batch("batch_from_elsewhere", "chat", "/v1/chat/completions", pending, "in_progress")
+        assert len(rater.rate(reqs)) == 2
+        assert server.count(path="/batches/batch_from_elsewhere") == 1 and server.batch_submissions == 1
+        assert {b.id: (b.state, b.status) for b in cache.batches()} == {
+            "batch_from_elsewhere": ("joined", "not_found"), "batch_1": ("joined", "completed")}
+        rater.close()
+
+
 def test_budget_is_booked_for_the_whole_batch_before_it_is_submitted(tmp_path):
     reqs = requests(4)  # 8 views
     with FakeOpenAIServer() as server:

@@ -17,7 +17,9 @@ Nothing paid for is lost:
 
 * the batch id is stored in the cache (table ``batches``) right after ``batches.create``
   returns, so a run killed while waiting finds it and polls it instead of submitting again
-  (only a kill in the instant between the server's answer and that write can lose the id);
+  (only a kill in the instant between the server's answer and that write can lose the id;
+  a stored id the server answers 404 for -- another endpoint or account -- is closed as
+  ``not_found`` and its calls are submitted anew);
 * the output and error files are stored raw in that row the moment they are downloaded,
   before any line is parsed; then every answered line lands in ``calls`` / ``embeddings``
   in one transaction, and only then is the batch marked ``joined``;
@@ -50,7 +52,7 @@ import numpy as np
 
 from recbole_llmhni.llm.cache import LLMCache, StoredBatch, UsageRecord
 from recbole_llmhni.llm.client import OpenAIBackend
-from recbole_llmhni.llm.errors import LLMUnavailableError
+from recbole_llmhni.llm.errors import LLMRequestError, LLMUnavailableError
 from recbole_llmhni.llm.ledger import (
     Ledger,
     Prices,
@@ -288,8 +290,16 @@ class BatchRunner:
                 continue
             logger.info("%s: resuming batch %s (%d requests) submitted by an earlier run", desc, stored.id, len(carried))
             self.ledger.note("batch_resumed")
+            try:
+                self.finish(sink, stored)
+            except LLMRequestError as exc:
+                if "HTTP 404" not in str(exc):
+                    raise
+                # the server does not know the id (another endpoint or account): its calls are asked anew
+                logger.warning("%s: batch %s is unknown to the server; its requests are submitted again", desc, stored.id)
+                self.cache.update_batch(stored.id, "not_found", state="joined")
+                continue
             submissions.update(carried)
-            self.finish(sink, stored)
             remaining -= sink.have(sorted(carried))
         while remaining:
             over = [k for k in remaining if submissions[k] >= self.settings.batch_max_rounds]
