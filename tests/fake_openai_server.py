@@ -9,7 +9,20 @@ It serves
 * ``POST /v1/embeddings`` -- deterministic unit vectors derived from a hash of each input
   (``encoding_format`` ``float`` or ``base64``);
 
-both with ``usage`` fields, after an optional simulated ``latency``.
+both with ``usage`` fields, after an optional simulated ``latency``; and the Batch API:
+
+* ``POST /v1/files`` (multipart upload, ``purpose=batch``), ``GET /v1/files/{id}`` and
+  ``GET /v1/files/{id}/content``;
+* ``POST /v1/batches`` (validates the input file: JSON lines, unique ``custom_id``, the
+  batch's ``url``) and ``GET /v1/batches/{id}``. A batch is ``in_progress`` while
+  :meth:`FakeOpenAIServer.hold_batches` is on; otherwise it finishes at its next retrieve,
+  its lines answered like the online endpoints (same responder), output and error files in
+  OpenAI's format. :meth:`FakeOpenAIServer.inject_batch` scripts the next batches' faults:
+  ``BatchFailed`` (status ``failed``, no output), ``BatchExpired(completed=n)`` (``expired``,
+  only the first n lines answered, the rest in the error file as ``batch_expired``),
+  ``ErrorLines(n)`` (the first n lines in the error file with HTTP 500), ``MalformedLines(n)``
+  (the first n output lines cut off mid-JSON). ``batch_submissions`` counts ``POST
+  /v1/batches``; ``batch_answers`` counts the output lines delivered per ``custom_id``.
 
 Usage (pytest puts ``tests/`` on ``sys.path``; a script adds it itself, as
 ``benchmarks/llm_throughput.py`` does)::
@@ -63,6 +76,8 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import default as email_default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Union
 
@@ -78,6 +93,10 @@ __all__ = [
     "BadBody",
     "MalformedAnswer",
     "InvalidLabel",
+    "BatchFailed",
+    "BatchExpired",
+    "ErrorLines",
+    "MalformedLines",
     "default_responder",
     "label_for_prompt",
     "embedding_for",
@@ -160,6 +179,37 @@ class InvalidLabel:
     outcome = "bad_label"
 
 
+@dataclass(frozen=True)
+class BatchFailed:
+    """The batch ends ``failed`` (as after a validation error): no output file at all."""
+
+    message: str = "the batch failed (injected)"
+
+
+@dataclass(frozen=True)
+class BatchExpired:
+    """The batch ends ``expired``: the first ``completed`` lines answered, the rest ``batch_expired``."""
+
+    completed: int = 0
+
+
+@dataclass(frozen=True)
+class ErrorLines:
+    """The batch completes, but its first ``n`` lines go to the error file with HTTP ``status``."""
+
+    n: int = 1
+    status: int = 500
+
+
+@dataclass(frozen=True)
+class MalformedLines:
+    """The batch completes, but its first ``n`` output lines are cut off mid-JSON."""
+
+    n: int = 1
+
+
+BatchFault = Union[BatchFailed, BatchExpired, ErrorLines, MalformedLines]
+
 Fault = Union[RateLimit, ServerError, Unauthorized, BadRequest, Hang, Drop, BadBody, MalformedAnswer, InvalidLabel]
 
 
@@ -209,6 +259,46 @@ def embedding_for(text: str, dim: int = 8) -> List[float]:
 
 def _approx_tokens(text: str) -> int:
     return max(1, len(text) // 4)
+
+
+def chat_payload(index: int, body: Dict[str, Any], prompt: str, content: str, include_usage: bool) -> Dict[str, Any]:
+    """A chat completion answering ``body`` with ``content`` (what the online endpoint returns)."""
+    prompt_tokens = _approx_tokens(prompt) + 4 * len(body.get("messages") or [])
+    completion_tokens = _approx_tokens(content)
+    payload: Dict[str, Any] = {
+        "id": f"chatcmpl-{index}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "unknown"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+    }
+    if include_usage:
+        payload["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+    return payload
+
+
+def embeddings_payload(body: Dict[str, Any], default_dim: int, include_usage: bool) -> Dict[str, Any]:
+    """The embeddings response to ``body`` (what the online endpoint returns)."""
+    inputs = body.get("input")
+    texts = inputs if isinstance(inputs, list) else [inputs]
+    dim = int(body.get("dimensions") or default_dim)
+    data = []
+    for i, text in enumerate(texts):
+        vector = embedding_for(str(text), dim)
+        if body.get("encoding_format") == "base64":
+            value: Any = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode("ascii")
+        else:
+            value = vector
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    payload: Dict[str, Any] = {"object": "list", "data": data, "model": body.get("model", "unknown")}
+    tokens = sum(_approx_tokens(str(t)) for t in texts)
+    if include_usage:
+        payload["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return payload
 
 
 # --------------------------------------------------------------------------- records
@@ -285,6 +375,12 @@ class FakeOpenAIServer:
         self.max_in_flight = 0
         self._httpd: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
+        self._files: Dict[str, Dict[str, Any]] = {}
+        self._batches: Dict[str, Dict[str, Any]] = {}
+        self._batch_faults: List[BatchFault] = []
+        self._batch_hold = False
+        #: output lines delivered with HTTP 200, per custom_id, over every batch
+        self.batch_answers: Counter = Counter()
 
     # ---- lifecycle
     def start(self) -> "FakeOpenAIServer":
@@ -357,6 +453,30 @@ class FakeOpenAIServer:
             self._hold_limit = None
         self._release.set()
 
+    def inject_batch(self, fault: BatchFault) -> None:
+        """The next submitted batch (one per call, in order) ends with ``fault``."""
+        with self._lock:
+            self._batch_faults.append(fault)
+
+    def hold_batches(self) -> None:
+        """Keep every batch ``in_progress`` until :meth:`release_batches`."""
+        with self._lock:
+            self._batch_hold = True
+
+    def release_batches(self) -> None:
+        with self._lock:
+            self._batch_hold = False
+
+    @property
+    def batch_submissions(self) -> int:
+        """``POST /v1/batches`` requests so far (batches submitted, accepted or not)."""
+        return self.count(path="/batches")
+
+    def batch(self, batch_id: str) -> Dict[str, Any]:
+        """The server's state of one batch (status, input lines, fault)."""
+        with self._lock:
+            return dict(self._batches[batch_id])
+
     # ---- observation
     @property
     def calls(self) -> List[CallRecord]:
@@ -380,6 +500,99 @@ class FakeOpenAIServer:
     def held(self) -> int:
         """Requests parked right now by :meth:`hold_after`."""
         return sum(1 for c in self.calls if c.outcome == "parked")
+
+    # ---- Batch API internals
+    def _add_file(self, content: bytes, filename: str, purpose: str) -> Dict[str, Any]:
+        with self._lock:
+            file_id = f"file-{len(self._files) + 1}"
+            obj = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                   "filename": filename, "purpose": purpose, "status": "processed", "content": content}
+            self._files[file_id] = obj
+            return obj
+
+    def _create_batch(self, body: Dict[str, Any]) -> Union[str, Dict[str, Any]]:
+        """A new batch object, or the message of a 400 when the request or its file is invalid."""
+        endpoint = body.get("endpoint")
+        with self._lock:
+            upload = self._files.get(str(body.get("input_file_id")))
+            if upload is None or upload["purpose"] != "batch":
+                return "input_file_id does not name a file uploaded with purpose 'batch'"
+            lines, seen = [], set()
+            for n, text in enumerate(upload["content"].decode("utf-8").splitlines(), 1):
+                try:
+                    line = json.loads(text)
+                except json.JSONDecodeError:
+                    return f"input line {n} is not JSON"
+                if line.get("custom_id") in seen or not line.get("custom_id"):
+                    return f"input line {n}: custom_id missing or not unique"
+                if line.get("url") != endpoint or line.get("method") != "POST":
+                    return f"input line {n}: url {line.get('url')!r} is not the batch endpoint {endpoint!r}"
+                seen.add(line["custom_id"])
+                lines.append(line)
+            batch_id = f"batch_{len(self._batches) + 1}"
+            self._batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": endpoint, "errors": None,
+                "input_file_id": upload["id"], "completion_window": body.get("completion_window", "24h"),
+                "status": "in_progress", "output_file_id": None, "error_file_id": None,
+                "created_at": int(time.time()), "metadata": body.get("metadata"),
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "_lines": lines, "_fault": self._batch_faults.pop(0) if self._batch_faults else None,
+            }
+            return self._public(batch_id)
+
+    def _public(self, batch_id: str) -> Dict[str, Any]:
+        return {k: v for k, v in self._batches[batch_id].items() if not k.startswith("_")}
+
+    def _retrieve_batch(self, batch_id: str) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            if batch_id not in self._batches:
+                return None
+            batch = self._batches[batch_id]
+            if batch["status"] == "in_progress" and not self._batch_hold:
+                self._finish_batch(batch)
+            return self._public(batch_id)
+
+    def _line_answer(self, n: int, line: Dict[str, Any]) -> Dict[str, Any]:
+        body = line["body"]
+        if line["url"].endswith("/embeddings"):
+            payload = embeddings_payload(body, self.embedding_dim, self.include_usage)
+        else:
+            payload = chat_payload(n, body, prompt_text(body), self.responder(body), self.include_usage)
+        return {"id": f"batch_req_{n}", "custom_id": line["custom_id"],
+                "response": {"status_code": 200, "request_id": f"req_{n}", "body": payload}, "error": None}
+
+    def _finish_batch(self, batch: Dict[str, Any]) -> None:
+        """Answer the lines (under the lock), apply the batch's fault, write the files."""
+        fault, lines = batch["_fault"], batch["_lines"]
+        if isinstance(fault, BatchFailed):
+            batch["status"] = "failed"
+            batch["errors"] = {"object": "list", "data": [{"code": "failed", "message": fault.message, "line": None}]}
+            return
+        output, errors = [], []
+        for n, line in enumerate(lines):
+            if isinstance(fault, BatchExpired) and n >= fault.completed:
+                errors.append(json.dumps({"id": f"batch_req_{n}", "custom_id": line["custom_id"], "response": None,
+                                          "error": {"code": "batch_expired", "message": "This request could not be "
+                                                    "executed before the completion window expired."}}))
+            elif isinstance(fault, ErrorLines) and n < fault.n:
+                errors.append(json.dumps({"id": f"batch_req_{n}", "custom_id": line["custom_id"], "response": {
+                    "status_code": fault.status, "request_id": f"req_{n}",
+                    "body": {"error": {"message": "The server had an error", "type": "server_error"}}}, "error": None}))
+            elif isinstance(fault, MalformedLines) and n < fault.n:
+                output.append(json.dumps(self._line_answer(n, line))[:40])
+            else:
+                output.append(json.dumps(self._line_answer(n, line)))
+                self.batch_answers[line["custom_id"]] += 1
+        batch["status"] = "expired" if isinstance(fault, BatchExpired) else "completed"
+        for name, rows in (("output_file_id", output), ("error_file_id", errors)):
+            if rows:
+                file_id = f"file-{len(self._files) + 1}"
+                content = ("\n".join(rows) + "\n").encode("utf-8")
+                self._files[file_id] = {"id": file_id, "object": "file", "bytes": len(content),
+                                        "created_at": int(time.time()), "filename": f"{batch['id']}_{name}.jsonl",
+                                        "purpose": "batch_output", "status": "processed", "content": content}
+                batch[name] = file_id
+        batch["request_counts"] = {"total": len(lines), "completed": len(output), "failed": len(errors)}
 
     # ---- internals used by the handler
     def _register(self, path: str, body: Optional[Dict[str, Any]], authorization: Optional[str]) -> CallRecord:
@@ -465,6 +678,8 @@ def _make_handler(server: FakeOpenAIServer) -> type:
 
         # -- routes
         def do_GET(self) -> None:  # noqa: N802
+            if self._batch_get():
+                return
             if self.path.rstrip("/").endswith("/models"):
                 self._send_json(200, {"object": "list", "data": []})
             else:
@@ -480,6 +695,9 @@ def _make_handler(server: FakeOpenAIServer) -> type:
         def _post(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if self.path.rstrip("/").endswith("/files"):
+                self._upload(raw)
+                return
             try:
                 body = json.loads(raw.decode("utf-8")) if raw else {}
             except (UnicodeDecodeError, json.JSONDecodeError):
@@ -492,6 +710,9 @@ def _make_handler(server: FakeOpenAIServer) -> type:
                 return
             is_chat = self.path.endswith("/chat/completions")
             is_emb = self.path.endswith("/embeddings")
+            if self.path.rstrip("/").endswith("/batches"):
+                self._create_batch(record, body)
+                return
             if not (is_chat or is_emb):
                 self._finish(record, "not_found", 404)
                 self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
@@ -558,48 +779,71 @@ def _make_handler(server: FakeOpenAIServer) -> type:
                 self._answer_chat(record, body, content, outcome)
 
         def _answer_chat(self, record: CallRecord, body: Dict[str, Any], content: str, outcome: str) -> None:
-            prompt_tokens = _approx_tokens(record.prompt) + 4 * len(body.get("messages") or [])
-            completion_tokens = _approx_tokens(content)
-            payload: Dict[str, Any] = {
-                "id": f"chatcmpl-{record.index}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "unknown"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-            if server.include_usage:
-                payload["usage"] = {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                }
+            payload = chat_payload(record.index, body, record.prompt, content, server.include_usage)
             self._finish(record, outcome, 200, content)
             self._send_json(200, payload)
 
         def _answer_embeddings(self, record: CallRecord, body: Dict[str, Any]) -> None:
-            inputs = body.get("input")
-            texts = inputs if isinstance(inputs, list) else [inputs]
-            dim = int(body.get("dimensions") or server.embedding_dim)
-            data = []
-            for i, text in enumerate(texts):
-                vector = embedding_for(str(text), dim)
-                if body.get("encoding_format") == "base64":
-                    packed = struct.pack(f"<{dim}f", *vector)
-                    value: Any = base64.b64encode(packed).decode("ascii")
-                else:
-                    value = vector
-                data.append({"object": "embedding", "index": i, "embedding": value})
-            payload: Dict[str, Any] = {"object": "list", "data": data, "model": body.get("model", "unknown")}
-            tokens = sum(_approx_tokens(str(t)) for t in texts)
-            if server.include_usage:
-                payload["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+            payload = embeddings_payload(body, server.embedding_dim, server.include_usage)
             self._finish(record, "ok", 200)
             self._send_json(200, payload)
+
+        # -- Batch API
+        def _batch_get(self) -> bool:
+            """Serve ``GET /v1/files/...`` and ``GET /v1/batches/{id}``; False if not such a path."""
+            parts = self.path.split("?")[0].rstrip("/").split("/")
+            if len(parts) >= 4 and parts[-3] == "files" and parts[-1] == "content":
+                record = server._register(self.path, None, self.headers.get("Authorization"))
+                data = server._files.get(parts[-2])
+                if data is None:
+                    self._finish(record, "not_found", 404)
+                    self._send_json(404, {"error": {"message": "no such file", "type": "invalid_request_error"}})
+                else:
+                    self._finish(record, "ok", 200)
+                    self._send_bytes(200, data["content"])
+                return True
+            if len(parts) >= 3 and parts[-2] in ("files", "batches"):
+                record = server._register(self.path, None, self.headers.get("Authorization"))
+                if parts[-2] == "files":
+                    obj = server._files.get(parts[-1])
+                    obj = None if obj is None else {k: v for k, v in obj.items() if k != "content"}
+                else:
+                    obj = server._retrieve_batch(parts[-1])
+                if obj is None:
+                    self._finish(record, "not_found", 404)
+                    self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                else:
+                    self._finish(record, "ok", 200)
+                    self._send_json(200, obj)
+                return True
+            return False
+
+        def _upload(self, raw: bytes) -> None:
+            record = server._register(self.path, None, self.headers.get("Authorization"))
+            message = BytesParser(policy=email_default).parsebytes(
+                b"Content-Type: " + self.headers.get("Content-Type", "").encode("latin-1") + b"\r\n\r\n" + raw
+            )
+            fields: Dict[str, Any] = {}
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                fields[name] = (part.get_filename(), part.get_payload(decode=True))
+            if "file" not in fields:
+                self._finish(record, "bad_request", 400)
+                self._send_json(400, {"error": {"message": "no file part", "type": "invalid_request_error"}})
+                return
+            filename, content = fields["file"]
+            purpose = (fields.get("purpose") or (None, b""))[1].decode("utf-8")
+            obj = server._add_file(content, filename or "upload.jsonl", purpose)
+            self._finish(record, "ok", 200)
+            self._send_json(200, {k: v for k, v in obj.items() if k != "content"})
+
+        def _create_batch(self, record: CallRecord, body: Dict[str, Any]) -> None:
+            obj = server._create_batch(body)
+            if isinstance(obj, str):
+                self._finish(record, "bad_request", 400)
+                self._send_json(400, {"error": {"message": obj, "type": "invalid_request_error"}})
+                return
+            self._finish(record, "ok", 200)
+            self._send_json(200, obj)
 
     return Handler

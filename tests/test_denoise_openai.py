@@ -26,7 +26,7 @@ def _graph(train):
     return LLMHNIPipeline(train.config).run(train).graph
 
 
-def _train(tiny_dataset, workdir, server):
+def _train(tiny_dataset, workdir, server, **extra):
     config = LLMHNIConfig(
         model="BackboneLightGCN",
         dataset="tiny",
@@ -45,6 +45,7 @@ def _train(tiny_dataset, workdir, server):
             "llmhni_liked_items": N_LIKED,
             "llmhni_noise_ratio": 0.25,
             "show_progress": False,
+            **extra,
         },
     )
     train, _, _ = LLMHNIDataset(config).build()
@@ -107,3 +108,18 @@ def test_openai_rater_end_to_end_and_nothing_is_asked_twice(recbole_workdir, tin
     third = _graph(_train(tiny_dataset, recbole_workdir, server))
     assert server.count(path="/chat/completions") == asked
     assert np.array_equal(third.users, graph.users) and np.array_equal(third.items, graph.items)
+
+
+def test_s6_in_batch_mode_rates_through_the_batch_api(recbole_workdir, tiny_dataset, server, monkeypatch):
+    """llmhni_llm_mode=batch: the same ratings, every view in one batch, no online chat request."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    art = recbole_workdir / "art" / "tiny"
+    train = _train(tiny_dataset, recbole_workdir, server, llmhni_llm_mode="batch",
+                   llmhni_batch_poll_interval=0.01, llmhni_batch_poll_max=0.02)
+    LLMHNIPipeline(train.config).run(train)
+    ratings = read_tsv(next((art / "ratings").glob("*/ratings.tsv")))
+    expected, prompts_asked = _expected_views(train, art)
+    got = {(u, i): (uv, iv) for u, i, uv, iv in zip(ratings["user"], ratings["item"], ratings["user_view"], ratings["item_view"])}
+    assert got == expected
+    assert server.count(path="/chat/completions") == 0 and server.batch_submissions == 1
+    assert len(server.batch_answers) == len(prompts_asked) and set(server.batch_answers.values()) == {1}

@@ -15,6 +15,17 @@
         python -m recbole_llmhni label --pairs pairs.jsonl --user-profiles U.jsonl \\
             --item-profiles I.jsonl --output ratings.jsonl --rater openai [--dry-run]
 
+    Batch files for a local ``vllm run-batch`` (or any OpenAI batch runner):
+    ``--export-batch requests.jsonl`` writes the calls the cache still lacks, one
+    OpenAI batch line each (``custom_id`` = the cache key), and stops;
+    ``--import-batch results.jsonl`` joins a results file into the cache and then writes the
+    ratings. Answers that did not parse need a repair turn: export again, run, import again
+    (each round writes only what is still missing)::
+
+        python -m recbole_llmhni label ... --export-batch requests.jsonl
+        vllm run-batch -i requests.jsonl -o results.jsonl --model <model>
+        python -m recbole_llmhni label ... --import-batch results.jsonl [--export-batch next.jsonl]
+
     ``pairs.jsonl`` has one object per line: ``user_id``, ``item_id`` (raw tokens), optional
     ``liked_item_ids`` (the user's L best-scored liked items, for the item-centric view) and
     optional ``user_relevance`` / ``item_relevance`` (needed by the semantic rater).
@@ -24,8 +35,9 @@ config; other keys are ignored), then ``--set KEY=VALUE``, then the dedicated fl
 or budget-stopped run loses nothing: run the same command again and only the missing calls
 are made. ``--dry-run`` prints calls, estimated tokens and cost, and sends nothing.
 
-Exit status: 0 done, 2 bad input (``error: ...`` names the file/line/id), 3 budget reached,
-4 the API failed for good, 130 interrupted.
+Exit status: 0 done (or batch requests exported), 2 bad input (``error: ...`` names the
+file/line/id), 3 budget reached, 4 the API failed for good, 5 an imported batch left calls
+unanswered (export them again), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -48,6 +60,7 @@ _LOGGER_NAME = "recbole_llmhni"
 
 EXIT_BUDGET = 3
 EXIT_API = 4
+EXIT_INCOMPLETE = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -99,6 +112,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     label.add_argument("--output", required=True, metavar="JSONL", help="ratings to write (+ .summary.json)")
     label.add_argument("--rater", choices=["openai", "semantic"], help="llmhni_rater")
     label.add_argument("--model", metavar="NAME", help="llmhni_rater_model (e.g. gpt-4o)")
+    label.add_argument("--export-batch", metavar="JSONL",
+                       help="write the calls still missing as OpenAI batch lines (for vllm run-batch) and stop")
+    label.add_argument("--import-batch", metavar="JSONL",
+                       help="join a batch results file (vllm run-batch / OpenAI output) into the cache first")
     _add_common(label)
     label.set_defaults(func=run_label)
 
@@ -245,6 +262,30 @@ def _requests(
     return requests
 
 
+def _batch_files(rater: Any, requests: List[Any], import_path: Optional[str], export_path: Optional[str]) -> Optional[int]:
+    """Import a results file, then export what is still missing; an exit status, or None to rate on."""
+    if import_path:
+        if not Path(import_path).is_file():
+            raise FileNotFoundError(f"{import_path}: batch results file not found")
+        parsed = rater.import_batch(requests, import_path)
+        print(f"imported {import_path}: {len(parsed.ok):,} answered lines, {len(parsed.failed):,} error lines, "
+              f"{parsed.malformed:,} malformed lines")
+    missing = len(rater.pending_batch(requests))
+    if export_path:
+        if missing:
+            n = rater.export_batch(requests, export_path)
+            print(f"wrote {n:,} batch requests to {export_path}; run them (e.g. vllm run-batch -i {export_path} "
+                  f"-o results.jsonl --model <model>), then run this command with --import-batch results.jsonl")
+            return 0
+        print("every call is answered in the cache: nothing to export")
+    elif missing:
+        print(f"error: {missing:,} calls are still unanswered (error lines, malformed lines, or repair turns of "
+              "answers that did not parse); write them with --export-batch, run them, and import the results.",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return None
+
+
 # --------------------------------------------------------------------------- commands
 def run_encode(args: argparse.Namespace) -> int:
     """``encode``: profiles -> ``.npz`` (ids, embeddings)."""
@@ -310,6 +351,12 @@ def run_label(args: argparse.Namespace) -> int:
             if args.dry_run:
                 print(rater.plan(requests).format())
                 return 0
+            if args.export_batch or args.import_batch:
+                if rater.is_stand_in:
+                    raise ValueError("--export-batch / --import-batch need the openai rater (--rater openai).")
+                status = _batch_files(rater, requests, args.import_batch, args.export_batch)
+                if status is not None:
+                    return status
             try:
                 ratings = rater.rate(requests)
             except LLMError as exc:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["Spec", "KEYS", "ENCODERS", "RATERS", "SEMANTIC_THRESHOLDS", "RESPONSE_FORMATS", "NEG_MODES", "BACKBONES", "ADJ_LAYOUTS"]
+__all__ = ["Spec", "KEYS", "ENCODERS", "RATERS", "SEMANTIC_THRESHOLDS", "RESPONSE_FORMATS", "NEG_MODES", "BACKBONES", "ADJ_LAYOUTS",
+           "LLM_MODES"]
 
 ENCODERS = ("sentence-transformers", "openai", "precomputed")
 RATERS = ("semantic", "openai", "oracle")
@@ -19,6 +20,7 @@ RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 NEG_MODES = ("uniform", "dns", "semantic")
 BACKBONES = ("BackboneLightGCN", "BackboneNGCF")
 ADJ_LAYOUTS = ("csr", "coo")
+LLM_MODES = ("online", "batch")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ KEYS: Dict[str, Spec] = {
     "llmhni_backoff_max": NON_NEGATIVE,
     "llmhni_budget_usd": _float(0, nullable=True),
     "llmhni_cache_dir": STR,
+    "llmhni_llm_mode": _choice(LLM_MODES),
+    "llmhni_batch_price_factor": NON_NEGATIVE,
+    "llmhni_batch_poll_interval": POSITIVE,
+    "llmhni_batch_poll_max": POSITIVE,
+    "llmhni_batch_max_lines": _int(1),
+    "llmhni_batch_max_rounds": _int(1),
     # S2 alignment
     "llmhni_align_top_n": _int(1),
     "llmhni_align_hidden_size": _int(1),

@@ -21,6 +21,9 @@ methods. Then :math:`\mathrm{user\_relevance} = s(u, i)` and
 :math:`\mathrm{item\_relevance} = \frac{1}{|L_u|}\sum_{j \in L_u} s(j, i)` over the liked items
 :math:`L_u` shown in the item-centric view.
 
+Batch mode (``llmhni_llm_mode: batch``) changes how the rater asks, not what: the same cache
+keys, so ratings and the stage key are the same either way (:mod:`recbole_llmhni.llm.batch`).
+
 Reuse: the stage key is a digest of the rater's identity (backend, model, sampling
 parameters, prompt templates; thresholds for the stand-in) and of every request's content
 (raw ids, profile texts, liked profiles, relevance values). If ``ratings.tsv`` for that key

@@ -14,6 +14,11 @@ Tables:
 ``embeddings``  one row per embedded text: key, backend, model, dimension, float32 bytes.
 ``usage``       the ledger: one row per paid API request (run id, backend, model, tokens,
                 cost). A chat answer and its usage row are written in one transaction.
+``batches``     one row per submitted Batch API job (:mod:`.batch`): its id, the requests it
+                carries (keyed by cache key), ``open`` until its results are joined into
+                ``calls`` / ``embeddings``; the raw output and error files are stored here the
+                moment they are downloaded, before a line is parsed. A run killed while a
+                batch is pending finds the id here and polls it instead of submitting again.
 
 Keys are :func:`cache_key` hashes of (backend, model, prompt, parameters); the texts
 themselves are not needed to look an answer up. The key of a call never includes the API
@@ -34,7 +39,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-__all__ = ["LLMCache", "CachedCall", "UsageRecord", "cache_key", "CACHE_FILENAME"]
+__all__ = ["LLMCache", "CachedCall", "UsageRecord", "StoredBatch", "cache_key", "CACHE_FILENAME"]
 
 CACHE_FILENAME = "llm_cache.sqlite3"
 SCHEMA_VERSION = "1"
@@ -76,6 +81,18 @@ CREATE TABLE IF NOT EXISTS usage (
     cost_usd REAL NOT NULL,
     usage_reported INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    requests TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT,
+    output TEXT,
+    errors TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
 """
 
 
@@ -108,6 +125,20 @@ class UsageRecord:
     completion_tokens: int
     cost_usd: float
     usage_reported: bool  # False: the server sent no usage; tokens are estimates
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A submitted Batch API job as the cache keeps it (see :mod:`.batch`)."""
+
+    id: str
+    kind: str  # "chat" | "embedding"
+    endpoint: str
+    requests: Dict[str, Any]  # cache key -> what to store with the answer (messages, text)
+    state: str  # "open" | "joined"
+    status: Optional[str]  # the server's last status
+    output: Optional[str]  # raw output file, once downloaded
+    errors: Optional[str]  # raw error file, once downloaded
 
 
 def _chunks(seq: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
@@ -226,6 +257,19 @@ class LLMCache:
             )
             self._insert_usage(conn, usage, now)
 
+    def put_calls(self, rows: Sequence[Tuple[str, str, str, Mapping[str, Any], str, UsageRecord]]) -> None:
+        """Store many ``(key, backend, model, request, response, usage)`` rows in one transaction."""
+        now = time.time()
+        with self._transaction() as conn:
+            for key, backend, model, request, response, usage in rows:
+                conn.execute(
+                    "INSERT OR IGNORE INTO calls(key, backend, model, request, response, prompt_tokens, "
+                    "completion_tokens, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, backend, model, json.dumps(request, ensure_ascii=False, sort_keys=True), response,
+                     usage.prompt_tokens, usage.completion_tokens, now),
+                )
+                self._insert_usage(conn, usage, now)
+
     # ------------------------------------------------------------------ embeddings
     def get_embeddings(self, keys: Sequence[str]) -> Dict[str, np.ndarray]:
         """The stored vectors among ``keys``, as ``{key: float32 vector}``."""
@@ -301,9 +345,47 @@ class LLMCache:
             "cost_usd": float(row[3]),
         }
 
+    # ------------------------------------------------------------------ batches
+    def add_batch(self, batch_id: str, kind: str, endpoint: str, requests: Mapping[str, Any], status: str) -> None:
+        """Record a submitted batch (``open``) with the requests it carries."""
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO batches(id, kind, endpoint, requests, state, status, output, errors, "
+                "created, updated) VALUES (?, ?, ?, ?, 'open', ?, NULL, NULL, ?, ?)",
+                (batch_id, kind, endpoint, json.dumps(dict(requests), ensure_ascii=False), status, now, now),
+            )
+
+    def batches(self, kind: Optional[str] = None, state: Optional[str] = None) -> List[StoredBatch]:
+        """Stored batches, oldest first, optionally of one ``kind`` / ``state``."""
+        where, args = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, kind, endpoint, requests, state, status, output, errors FROM batches "
+                f"{clause} ORDER BY created, id", tuple(args),
+            ).fetchall()
+        return [StoredBatch(i, k, e, json.loads(r), st, s, o, er) for i, k, e, r, st, s, o, er in rows]
+
+    def update_batch(self, batch_id: str, status: str, output: Optional[str] = None,
+                     errors: Optional[str] = None, state: Optional[str] = None) -> None:
+        """Set a batch's status; store downloaded files (never overwriting one already stored); close it."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE batches SET status = ?, output = COALESCE(output, ?), errors = COALESCE(errors, ?), "
+                "state = COALESCE(?, state), updated = ? WHERE id = ?",
+                (status, output, errors, state, time.time(), batch_id),
+            )
+
     def count(self, table: str) -> int:
-        """Rows in ``calls``, ``embeddings`` or ``usage``."""
-        if table not in ("calls", "embeddings", "usage"):
+        """Rows in ``calls``, ``embeddings``, ``usage`` or ``batches``."""
+        if table not in ("calls", "embeddings", "usage", "batches"):
             raise ValueError(f"unknown cache table {table!r}")
         with self._lock:
             return int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

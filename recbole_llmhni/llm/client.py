@@ -290,6 +290,10 @@ class OpenAIBackend:
                 self.ledger.release(booking)
         return EmbeddingAnswer(vectors=vectors, prompt_tokens=tokens, cost_usd=cost, usage_reported=reported)
 
+    def request(self, what: str, model: str, send: Callable[[], Any], stop: Optional[threading.Event] = None) -> Any:
+        """Any other SDK call (files, batches) under the same retry policy and error redaction."""
+        return self._with_retries(what, model, send, stop)
+
     # ------------------------------------------------------------------ retry loop
     def _with_retries(
         self, what: str, model: str, send: Callable[[], Any], stop: Optional[threading.Event]

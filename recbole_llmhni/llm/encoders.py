@@ -9,7 +9,8 @@ Backends:
 :class:`OpenAIEmbeddingEncoder`
     The embeddings endpoint of any OpenAI-compatible server (text-embedding-ada-002,
     text-embedding-3-*), in batches, ``llmhni_max_concurrency`` requests in flight, with
-    the retries, budget and ledger of :mod:`recbole_llmhni.llm.client`.
+    the retries, budget and ledger of :mod:`recbole_llmhni.llm.client`; with
+    ``llmhni_llm_mode: batch`` through the Batch API instead (:mod:`recbole_llmhni.llm.batch`).
 :class:`~recbole_llmhni.llm.precomputed.PrecomputedEncoder`
     Vectors from a file.
 
@@ -28,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from recbole_llmhni.llm.batch import BatchRunner, EmbeddingSink, batch_prices
 from recbole_llmhni.llm.cache import LLMCache, UsageRecord, cache_key
 from recbole_llmhni.llm.client import OpenAIBackend, run_bounded
 from recbole_llmhni.llm.ledger import CallPlan, Ledger, Prices, estimate_tokens
@@ -292,6 +294,8 @@ class OpenAIEmbeddingEncoder(CachedTextEncoder):
             )
 
     def _compute(self, missing: List[Tuple[str, str]]) -> Dict[str, np.ndarray]:
+        if self.settings.llm_mode == "batch":
+            return self._compute_batch(missing)
         batches = [missing[s : s + self.batch_size] for s in range(0, len(missing), self.batch_size)]
         out: Dict[str, np.ndarray] = {}
         lock = threading.Lock()
@@ -317,10 +321,27 @@ class OpenAIEmbeddingEncoder(CachedTextEncoder):
                     show_progress=self.show_progress, unit="batch")
         return out
 
+    def _compute_batch(self, missing: List[Tuple[str, str]]) -> Dict[str, np.ndarray]:
+        """``llmhni_llm_mode: batch``: one Batch API line per text (custom_id = its cache key)."""
+        sink = EmbeddingSink(self.cache, self.backend, self.model, self.dimensions, self.ledger.run_id)
+        runner = BatchRunner(self.settings, self.cache, self.ledger, self.api, self.api.embedding_prices)
+        runner.run(sink, {key: {"text": text} for key, text in missing}, desc=f"embedding with {self.model}")
+        return self.cache.get_embeddings([key for key, _ in missing])
+
     def plan(self, texts: Mapping[str, str], kind: Optional[str] = None) -> CallPlan:
         _, values = self._texts(texts)
         keys, _, missing = self._split(values)
         self._validate(missing, texts)
+        if self.settings.llm_mode == "batch":
+            return CallPlan(
+                stage="encode", backend=self.backend, model=self.name.split("/", 1)[1], items=len(set(keys)),
+                cached=len(set(keys)) - len(missing), calls=-(-len(missing) // self.settings.batch_max_lines),
+                est_prompt_tokens=sum(estimate_tokens(t) for _, t in missing), est_completion_tokens=0,
+                prices=batch_prices(self.api.embedding_prices, self.settings.batch_price_factor),
+                budget_usd=self.ledger.budget_usd,
+                notes=(f"Batch API: {len(missing):,} texts, one line each; prices x "
+                       f"{self.settings.batch_price_factor:g} (llmhni_batch_price_factor)",),
+            )
         n_calls = -(-len(missing) // self.batch_size)
         return CallPlan(
             stage="encode", backend=self.backend, model=self.name.split("/", 1)[1], items=len(set(keys)),

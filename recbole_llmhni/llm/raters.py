@@ -16,7 +16,12 @@ Two raters share this interface:
     arrives, keyed by (backend, model, messages, parameters); identical views are asked
     once. An answer that does not parse is followed by a repair turn (the answer plus
     ``repair.txt``) up to ``llmhni_unparsed_retries`` times; every such turn is its own
-    cached call, so a restarted run resumes exactly where the killed one stopped.
+    cached call, so a restarted run resumes exactly where the killed one stopped. With
+    ``llmhni_llm_mode: batch`` the missing calls go through the OpenAI Batch API instead
+    (:mod:`recbole_llmhni.llm.batch`): one batch per turn (first questions, then the repair
+    turns of answers that did not parse), joined into the same cache under the same keys;
+    :meth:`OpenAIRater.export_batch` / :meth:`OpenAIRater.import_batch` do the same through
+    files for ``vllm run-batch``.
 :class:`SemanticRater`
     The offline stand-in: each view from a semantic relevance with thresholds --
     user-centric from s(u, i), item-centric from the mean s(j, i) over the liked items j.
@@ -25,6 +30,7 @@ Two raters share this interface:
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -32,9 +38,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from recbole_llmhni.llm.batch import CHAT_URL, BatchRunner, ChatSink, ParsedResults, batch_prices, request_line
 from recbole_llmhni.llm.cache import LLMCache, UsageRecord, cache_key
 from recbole_llmhni.llm.client import OpenAIBackend, run_bounded
-from recbole_llmhni.llm.errors import LLMError
+from recbole_llmhni.llm.errors import LLMError, LLMUnavailableError
 from recbole_llmhni.llm.ledger import CallPlan, Ledger, Prices, estimate_chat_tokens
 from recbole_llmhni.llm.prompts import LABELS, UNPARSED, PromptSet, parse_rating, response_format
 from recbole_llmhni.llm.settings import LLMSettings
@@ -354,16 +361,73 @@ class OpenAIRater(Rater):
             view.messages = self.prompts.repair_messages(view.messages, content)
             view.attempt += 1
 
+    # ---- batch mode and batch files
+    def _sink(self) -> ChatSink:
+        return ChatSink(self.cache, self.BACKEND, self.model, self.ledger.run_id)
+
+    def _batch_requests(self, pending: Sequence[_View]) -> Dict[str, Dict[str, Any]]:
+        """``{cache key: {"messages", "params"}}`` of the calls the pending views need next."""
+        out: Dict[str, Dict[str, Any]] = {}
+        for view in pending:
+            out.setdefault(self.key(view.messages), {"messages": view.messages, "params": self.params})
+        return out
+
+    def _rate_batch(self, requests: Sequence[RatingRequest], prepared: _Prepared) -> Dict[str, str]:
+        """Labels of every view through Batch API rounds: one round per turn still missing."""
+        runner = BatchRunner(self.settings, self.cache, self.ledger, self.backend, self.backend.chat_prices)
+        from_cache = len(prepared.labels)
+        for turn in range(self.settings.unparsed_retries + 1):
+            if not prepared.pending:
+                break
+            runner.run(self._sink(), self._batch_requests(prepared.pending), desc=f"rating turn {turn + 1}")
+            prepared = self._prepare(requests)
+        if prepared.pending:  # cannot happen: each turn answers every pending view's next call
+            raise LLMUnavailableError(f"{len(prepared.pending)} views still unanswered after the batch rounds")
+        self.ledger.note("views_answered", len(prepared.labels) - from_cache)
+        return dict(prepared.labels)
+
+    def pending_batch(self, requests: Sequence[RatingRequest]) -> Dict[str, Dict[str, Any]]:
+        """The calls the cache still lacks for ``requests`` (next turn of every unresolved view)."""
+        return self._batch_requests(self._prepare(requests).pending)
+
+    def export_batch(self, requests: Sequence[RatingRequest], path: Any) -> int:
+        """Write the missing calls as batch input lines (``custom_id`` = cache key); how many."""
+        from pathlib import Path
+
+        from recbole_llmhni.artifacts.files import atomic_write_text
+
+        sink = self._sink()
+        lines = [json.dumps(request_line(key, CHAT_URL, sink.body(request)), ensure_ascii=False) + "\n"
+                 for key, request in self.pending_batch(requests).items()]
+        atomic_write_text(Path(path), "".join(lines))
+        return len(lines)
+
+    def import_batch(self, requests: Sequence[RatingRequest], path: Any) -> ParsedResults:
+        """Join a batch output file (OpenAI or ``vllm run-batch``) into the cache.
+
+        Only lines answering a call that ``requests`` still needs are stored (others are
+        counted as ``batch_lines_unknown``); charged at the batch prices.
+        """
+        from pathlib import Path
+
+        text = Path(path).read_text(encoding="utf-8")
+        runner = BatchRunner(self.settings, self.cache, self.ledger, self.backend, self.backend.chat_prices)
+        return runner.join(self._sink(), None, self.pending_batch(requests), [text])
+
     # ---- public
     def rate(self, requests: Sequence[RatingRequest]) -> List[Rating]:
         prepared = self._prepare(requests)
         labels = dict(prepared.labels)
         n_views = len(prepared.labels) + len(prepared.pending)
         logger.info(
-            "rating %d pairs with %s: %d distinct views, %d answered from the cache, %d to ask",
+            "rating %d pairs with %s: %d distinct views, %d answered from the cache, %d to ask%s",
             len(requests), self.name, n_views, len(prepared.labels), len(prepared.pending),
+            " (Batch API)" if self.settings.llm_mode == "batch" and prepared.pending else "",
         )
         self.ledger.note("views_from_cache", len(prepared.labels))
+        if self.settings.llm_mode == "batch":
+            labels = self._rate_batch(requests, prepared) if prepared.pending else labels
+            return self._finish(requests, prepared, labels, n_views)
         answered_before = self.ledger.counters["views_answered"]
         try:
             results = run_bounded(
@@ -381,6 +445,10 @@ class OpenAIRater(Rater):
             if label is None:  # only when stopped, which raised above
                 raise RuntimeError(f"view {view.base_key} was not answered")
             labels[view.base_key] = label
+        return self._finish(requests, prepared, labels, n_views)
+
+    def _finish(self, requests: Sequence[RatingRequest], prepared: _Prepared, labels: Mapping[str, str],
+                n_views: int) -> List[Rating]:
         ratings = [
             Rating(r.user_id, r.item_id, labels[uk], labels[ik]) for r, (uk, ik) in zip(requests, prepared.view_keys)
         ]
@@ -408,14 +476,25 @@ class OpenAIRater(Rater):
             calls=len(prepared.pending),
             est_prompt_tokens=sum(estimate_chat_tokens(v.messages) for v in prepared.pending),
             est_completion_tokens=self.settings.max_tokens * len(prepared.pending),
-            prices=self.backend.chat_prices,
+            prices=self._prices(),
             budget_usd=self.ledger.budget_usd,
-            notes=(
+            notes=self._mode_notes() + (
                 f"completion tokens counted at llmhni_max_tokens={self.settings.max_tokens} per call (an upper bound)",
                 f"an answer that does not parse is asked again, up to {self.settings.unparsed_retries} more calls",
                 f"identical views are asked once; {len(requests):,} pairs give {n_views:,} distinct views",
             ),
         )
+
+    def _prices(self) -> Prices:
+        if self.settings.llm_mode == "batch":
+            return batch_prices(self.backend.chat_prices, self.settings.batch_price_factor)
+        return self.backend.chat_prices
+
+    def _mode_notes(self) -> Tuple[str, ...]:
+        if self.settings.llm_mode != "batch":
+            return ()
+        return (f"Batch API: prices x {self.settings.batch_price_factor:g} (llmhni_batch_price_factor); "
+                "answers within the batch's 24 h window",)
 
     def close(self) -> None:
         self.backend.close()

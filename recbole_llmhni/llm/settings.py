@@ -85,6 +85,24 @@ API access, faults and cost (both stages)
 ``llmhni_cache_dir`` (``"llmhni_artifacts/llm_cache"``)
     Folder of the SQLite cache of every LLM answer and embedding.
 
+Batch mode (both stages; :mod:`recbole_llmhni.llm.batch`)
+
+``llmhni_llm_mode`` (``"online"``)
+    ``online``: one request per call, answered at once. ``batch``: the OpenAI Batch API --
+    every missing call is written as one JSONL line (``custom_id`` = its cache key), uploaded
+    and submitted as a batch, polled until done, and joined back into the cache.
+``llmhni_batch_price_factor`` (``0.5``)
+    The ledger (and the budget cap) charges ``llmhni_price_per_1k_*`` times this factor for
+    batch requests (OpenAI bills batches at half price).
+``llmhni_batch_poll_interval`` (``30.0``) / ``llmhni_batch_poll_max`` (``600.0``)
+    Seconds before the first status poll; each next wait is 1.5 times longer (jittered)
+    up to the maximum.
+``llmhni_batch_max_lines`` (``50000``)
+    Requests per submitted batch (OpenAI accepts at most 50,000).
+``llmhni_batch_max_rounds`` (``5``)
+    How often one request is submitted (after a failed or expired batch, or an error line)
+    before the run stops with an error; everything received is kept in the cache.
+
 ``show_progress`` (RecBole's own key, ``True`` here when absent) switches the tqdm bars.
 """
 from __future__ import annotations
@@ -108,7 +126,8 @@ LLM_KEYS = (
     "llmhni_semantic_thresholds", "llmhni_semantic_high", "llmhni_semantic_low", "llmhni_price_per_1k_prompt",
     "llmhni_price_per_1k_completion", "llmhni_api_base_url", "llmhni_api_key", "llmhni_api_key_env",
     "llmhni_max_concurrency", "llmhni_max_retries", "llmhni_request_timeout", "llmhni_backoff_base",
-    "llmhni_backoff_max", "llmhni_budget_usd", "llmhni_cache_dir",
+    "llmhni_backoff_max", "llmhni_budget_usd", "llmhni_cache_dir", "llmhni_llm_mode", "llmhni_batch_price_factor",
+    "llmhni_batch_poll_interval", "llmhni_batch_poll_max", "llmhni_batch_max_lines", "llmhni_batch_max_rounds",
 )
 
 
@@ -153,6 +172,12 @@ class LLMSettings:
     backoff_max: float
     budget_usd: Optional[float]
     cache_dir: str
+    llm_mode: str
+    batch_price_factor: float
+    batch_poll_interval: float
+    batch_poll_max: float
+    batch_max_lines: int
+    batch_max_rounds: int
     show_progress: bool
     api_key: Optional[str] = field(repr=False, default=None)  #: never printed; see resolve_api_key
 
