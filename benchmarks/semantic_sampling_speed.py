@@ -186,7 +186,9 @@ def main(argv=None) -> int:
     stats = semantic["trainer"].model.negative_sampling_stats()
     print(
         f"semantic mode: {stats['dropped_candidate_share']:.1%} of candidates dropped as likely false negatives, "
-        f"{stats['all_dropped_row_share']:.2%} of rows with every candidate dropped ({stats['rows']:,} rows)"
+        f"{stats['all_dropped_row_share']:.2%} of rows with every candidate dropped, "
+        f"choice differed from score-only DNS on {stats['changed_row_share']:.2%} (last epoch: {stats['rows']:,} rows; "
+        "the trainer resets the counters every epoch)"
     )
     print(
         f"semantic stage (S1 encode + S2 align, from the caches) at model construction: "
