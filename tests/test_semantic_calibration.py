@@ -129,3 +129,17 @@ def test_auto_is_a_valid_value_and_other_words_are_not(recbole_workdir):
                         config_dict={"llmhni_fn_quantile": "AUTO"})["llmhni_fn_quantile"] == "auto"
     with pytest.raises(Exception, match="llmhni_fn_quantile"):
         LLMHNIConfig(model="LLMHNI_LightGCN", dataset="ml-100k", config_dict={"llmhni_fn_quantile": "best"})
+
+
+def test_the_choice_does_not_depend_on_the_order_of_the_validation_split():
+    rng = np.random.default_rng(0)
+    user_z, item_z = rng.normal(size=(6, 4)), rng.normal(size=(40, 4))
+    train_u, train_i = np.repeat(np.arange(1, 6), 8), np.concatenate([rng.choice(np.arange(1, 20), 8, replace=False)
+                                                                      for _ in range(5)])
+    valid_u, valid_i = np.repeat(np.arange(1, 6), 3), np.tile([20, 25, 30], 5)
+    first = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u, valid_i, 8, seed=3)
+    order = rng.permutation(len(valid_u))
+    again = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u[order], valid_i[order], 8, seed=3)
+    assert again.as_dict() == first.as_dict()
+    other_seed = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u, valid_i, 8, seed=4)
+    assert other_seed.auc != first.auc  # the seed does drive the draws

@@ -219,7 +219,7 @@ class LLMHNIPipeline:
             "valid": edges_fingerprint(user_tokens[valid_users], item_tokens[valid_items]),
             "candidates": m, "grid": list(QUANTILE_GRID), "per_positive": PER_POSITIVE,
             "seed": int(config_get(self.config, "seed", 0) or 0),
-            "rule": "max TPR-FPR s.t. FPR <= 1/M; positives = validation pairs, negatives = random unobserved",
+            "rule": "max TPR-FPR s.t. FPR <= 1/M; positives = validation pairs (sorted), negatives = random unobserved",
         }
         stage = StageDir(self.config, "s3_calibrate", digest(material))
         if stage.is_complete():

@@ -48,7 +48,8 @@ user). ``align-check`` prints it beside Recall@20.
 
 Only the training split (:math:`\theta_u`, and the items excluded from the negatives) and the
 validation split are read; the test split is never an argument. All draws come from a
-``torch.Generator`` seeded with ``seed``: the same inputs and seed give the same choice.
+``torch.Generator`` seeded with ``seed``, made for the validation pairs sorted by (user, item):
+the same pairs and seed give the same choice, whatever order the split lists them in.
 """
 from __future__ import annotations
 
@@ -91,6 +92,14 @@ def draw_unobserved(users: Tensor, n_items: int, known: TrainingPositives, per_r
     50 re-draws still collided (a user who has nearly every item): mask those out."""
     fallback = torch.zeros_like(users, dtype=torch.long)
     return draw_candidates(users, n_items, per_row, known, fallback, generator, max_rounds=50)
+
+
+def _sorted_pairs(users: np.ndarray, items: np.ndarray) -> tuple:
+    """The pairs as long tensors sorted by (user, item): the draws then do not depend on the
+    order a split happens to list its interactions in."""
+    users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    order = np.lexsort((items, users))
+    return torch.from_numpy(users[order]), torch.from_numpy(items[order])
 
 
 def _relevance(user_z: Tensor, item_z: Tensor, users: Tensor, items: Tensor) -> Tensor:
@@ -147,7 +156,7 @@ def calibrate_fn_quantile(
     iz = torch.as_tensor(np.asarray(item_z), dtype=torch.float32)
     n_users, n_items = uz.shape[0], iz.shape[0]
     tu, ti = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in (train_users, train_items))
-    vu, vi = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in (valid_users, valid_items))
+    vu, vi = _sorted_pairs(valid_users, valid_items)
     has_train = torch.bincount(tu, minlength=n_users) > 0
     keep = has_train[vu]  # a user without training positives has no threshold (never filtered)
     vu, vi = vu[keep], vi[keep]
@@ -175,7 +184,7 @@ def heldout_auc(user_z: np.ndarray, item_z: np.ndarray, held_users: np.ndarray, 
     ``per_positive`` random items per pair outside the user's known and held-out items."""
     uz = torch.as_tensor(np.asarray(user_z), dtype=torch.float32)
     iz = torch.as_tensor(np.asarray(item_z), dtype=torch.float32)
-    hu, hi = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in (held_users, held_items))
+    hu, hi = _sorted_pairs(held_users, held_items)
     ku, ki = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in (known_users, known_items))
     known = TrainingPositives(torch.cat([ku, hu]), torch.cat([ki, hi]), iz.shape[0])
     neg = draw_unobserved(hu, iz.shape[0], known, per_positive, torch.Generator().manual_seed(int(seed)))
