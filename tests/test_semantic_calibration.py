@@ -13,6 +13,7 @@ from recbole_llmhni.pipeline import LLMHNIPipeline
 from recbole_llmhni.semantic.calibration import (
     calibrate_fn_quantile,
     choose_fn_quantile,
+    expected_errors,
     heldout_auc,
     matched_auc,
 )
@@ -38,43 +39,47 @@ def test_heldout_auc_on_a_fixture_with_one_possible_negative():
     assert heldout_auc(user_z, item_z, users, np.array([3, 3, 3]), known_u, known_i) == pytest.approx(2 / 3)
 
 
-RATES = [{"q": 0.3, "tpr": 0.60, "fpr": 0.37, "j": 0.23}, {"q": 0.5, "tpr": 0.39, "fpr": 0.22, "j": 0.17},
-         {"q": 0.7, "tpr": 0.20, "fpr": 0.10, "j": 0.10}, {"q": 0.9, "tpr": 0.04, "fpr": 0.02, "j": 0.02}]
+RATES = [{"q": 0.3, "tpr": 0.60, "fpr": 0.37}, {"q": 0.5, "tpr": 0.39, "fpr": 0.22},
+         {"q": 0.7, "tpr": 0.20, "fpr": 0.10}, {"q": 0.9, "tpr": 0.04, "fpr": 0.02}]
 
 
-def test_the_rule_maximises_youden_under_the_fpr_cap():
-    assert choose_fn_quantile(RATES, 1 / 8) == 0.7
+def test_the_rule_minimises_expected_errors_at_the_base_rate():
+    # pi = 0.01: R = 0.01 * (1 - TPR) + 0.99 * FPR = 0.3703, 0.2239, 0.107, 0.0294 -> 0.9
+    assert expected_errors(RATES[3], 0.01) == pytest.approx(0.01 * 0.96 + 0.99 * 0.02)
+    assert choose_fn_quantile(RATES, 0.01) == 0.9
+    # pi = 0.5: R = 0.385, 0.415, 0.45, 0.49 -> 0.3
     assert choose_fn_quantile(RATES, 0.5) == 0.3
-    assert choose_fn_quantile(RATES, 0.01) == 0.9  # nothing meets the cap: the largest q
-    tie = [{"q": 0.5, "fpr": 0.1, "j": 0.2}, {"q": 0.7, "fpr": 0.1, "j": 0.2}]
+    tie = [{"q": 0.5, "tpr": 0.5, "fpr": 0.1}, {"q": 0.7, "tpr": 0.5, "fpr": 0.1}]
     assert choose_fn_quantile(tie, 0.2) == 0.7  # ties to the filter that drops less
 
 
-def _one_user_case(n_candidates, seed=0):
+def _one_user_case(seed=0):
     # user 1: training relevances 0.1, 0.3, 0.5, 0.7 -> theta(0.3, 0.5, 0.7, 0.9) = 0.28, 0.4, 0.52, 0.64;
-    # validation positive 0.55; the unobserved items have 0.25, 0.45, 0.62
-    item_z = np.array([[0.0], [0.1], [0.3], [0.5], [0.7], [0.55], [0.25], [0.45], [0.62]])
+    # validation positives 0.55 and 0.58; the other unobserved items have 0.25, 0.45, 0.62
+    item_z = np.array([[0.0], [0.1], [0.3], [0.5], [0.7], [0.55], [0.25], [0.45], [0.62], [0.58]])
     user_z = np.array([[0.0], [1.0]])
-    return calibrate_fn_quantile(user_z, item_z, np.ones(4, int), np.array([1, 2, 3, 4]), np.array([1]), np.array([5]),
-                                 n_candidates, seed, per_positive=3000)
+    return calibrate_fn_quantile(user_z, item_z, np.ones(4, int), np.array([1, 2, 3, 4]), np.array([1, 1]),
+                                 np.array([5, 9]), seed, per_positive=3000)
 
 
 def test_calibration_on_a_hand_made_user():
-    # TPR = 1, 1, 1, 0; FPR = 2/3, 2/3, 1/3, 0; J = 1/3, 1/3, 2/3, 0
-    loose = _one_user_case(n_candidates=2)  # cap 1/2: q = 0.7 (J 2/3) beats q = 0.9 (J 0)
-    assert [r["tpr"] for r in loose.rates] == [1.0, 1.0, 1.0, 0.0]
-    assert [r["fpr"] for r in loose.rates] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 0.0], abs=0.03)
-    assert loose.fn_quantile == 0.7
-    assert loose.auc == pytest.approx(2 / 3, abs=0.03) and loose.n_negatives == 3000
-    assert _one_user_case(n_candidates=8).fn_quantile == 0.9  # cap 1/8: only q = 0.9 qualifies
-    assert _one_user_case(2).as_dict() == loose.as_dict()  # deterministic for a seed
+    # TPR = 1, 1, 1, 0; FPR = 2/3, 2/3, 1/3, 0; pi = 2 positives / 5 unobserved items = 0.4
+    # R = 0.6 * 2/3, 0.6 * 2/3, 0.6 * 1/3, 0.4 * 1 = 0.4, 0.4, 0.2, 0.4 -> q = 0.7
+    found = _one_user_case()
+    assert found.prior == pytest.approx(0.4)
+    assert [r["tpr"] for r in found.rates] == [1.0, 1.0, 1.0, 0.0]
+    assert [r["fpr"] for r in found.rates] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 0.0], abs=0.03)
+    assert [r["risk"] for r in found.rates] == pytest.approx([0.4, 0.4, 0.2, 0.4], abs=0.02)
+    assert found.fn_quantile == 0.7
+    # AUC: 0.55 and 0.58 beat 0.25 and 0.45, lose to 0.62: 2/3
+    assert found.auc == pytest.approx(2 / 3, abs=0.03) and found.n_negatives == 6000
+    assert _one_user_case().as_dict() == found.as_dict()  # deterministic for a seed
 
 
 def _splits(data_path, workdir, art):
     config = LLMHNIConfig(model="LLMHNI_LightGCN", dataset="tiny", config_dict={
         "data_path": data_path, "show_progress": False, "llmhni_artifact_dir": str(workdir / art),
-        "llmhni_align_epochs": 2, "llmhni_denoise": False, "llmhni_fn_quantile": "auto",
-        "llmhni_neg_candidates": 2})
+        "llmhni_align_epochs": 2, "llmhni_denoise": False, "llmhni_fn_quantile": "auto"})
     init_seed(config["seed"], config["reproducibility"])
     train, valid, test = data_preparation(config, LLMHNIDataset(config))
     return config, train._dataset, valid._dataset, test._dataset
@@ -137,9 +142,9 @@ def test_the_choice_does_not_depend_on_the_order_of_the_validation_split():
     train_u, train_i = np.repeat(np.arange(1, 6), 8), np.concatenate([rng.choice(np.arange(1, 20), 8, replace=False)
                                                                       for _ in range(5)])
     valid_u, valid_i = np.repeat(np.arange(1, 6), 3), np.tile([20, 25, 30], 5)
-    first = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u, valid_i, 8, seed=3)
+    first = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u, valid_i, seed=3)
     order = rng.permutation(len(valid_u))
-    again = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u[order], valid_i[order], 8, seed=3)
+    again = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u[order], valid_i[order], seed=3)
     assert again.as_dict() == first.as_dict()
-    other_seed = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u, valid_i, 8, seed=4)
+    other_seed = calibrate_fn_quantile(user_z, item_z, train_u, train_i, valid_u, valid_i, seed=4)
     assert other_seed.auc != first.auc  # the seed does drive the draws

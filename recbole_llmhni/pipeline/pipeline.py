@@ -14,7 +14,7 @@ stage          computes                                              key digests
 S1 encode      profile embeddings (:mod:`recbole_llmhni.semantic.store`)  encoder, profiles by raw id
 S2 align       :math:`z'` (:mod:`recbole_llmhni.semantic.alignment`)      S1 key, training edges, settings
 S3 calibrate   :math:`q` of ``llmhni_fn_quantile: auto``                  S2 key, training and validation
-               (:mod:`recbole_llmhni.semantic.calibration`)               edges, M, grid, seed
+               (:mod:`recbole_llmhni.semantic.calibration`)               edges, grid, seed
 S4 pretrain    ``Rec_pre`` (:mod:`recbole_llmhni.denoise.pretrain`)       backbone, hyperparameters, epochs,
                                                                           training edges
 S5 candidates  high-score negatives, low-score positives                 S4 key, k_n, k_p, cap, L
@@ -212,14 +212,13 @@ class LLMHNIPipeline:
         valid_items = np.asarray(valid.inter_feat[valid.iid_field].numpy(), dtype=np.int64)
         user_tokens = np.asarray(train.field2id_token[train.uid_field], dtype=str)
         item_tokens = np.asarray(train.field2id_token[train.iid_field], dtype=str)
-        m = int(config_get(self.config, "llmhni_neg_candidates"))
         material = {
             "semantic": semantic_key,
             "train": edges_fingerprint(user_tokens[train_users], item_tokens[train_items]),
             "valid": edges_fingerprint(user_tokens[valid_users], item_tokens[valid_items]),
-            "candidates": m, "grid": list(QUANTILE_GRID), "per_positive": PER_POSITIVE,
+            "grid": list(QUANTILE_GRID), "per_positive": PER_POSITIVE,
             "seed": int(config_get(self.config, "seed", 0) or 0),
-            "rule": "max TPR-FPR s.t. FPR <= 1/M; positives = validation pairs (sorted), negatives = random unobserved",
+            "rule": "min pi(1-TPR) + (1-pi)FPR; positives = validation pairs (sorted), negatives = random unobserved",
         }
         stage = StageDir(self.config, "s3_calibrate", digest(material))
         if stage.is_complete():
@@ -228,15 +227,16 @@ class LLMHNIPipeline:
         else:
             found = calibrate_fn_quantile(
                 result.semantic_user, result.semantic_item, train_users, train_items, valid_users, valid_items,
-                m, material["seed"]).as_dict()
+                material["seed"]).as_dict()
             atomic_write_json(stage.file("calibration.json"), found)
             stage.complete(material)
             status = "computed"
-        rates = ", ".join(f"q={r['q']:g}: TPR {r['tpr']:.3f} FPR {r['fpr']:.3f}" for r in found["rates"])
+        rates = ", ".join(f"q={r['q']:g}: TPR {r['tpr']:.3f} FPR {r['fpr']:.3f} R {r['risk']:.4f}" for r in found["rates"])
         self._report("S3 calibrate", status, started, stage.path, fn_quantile=found["fn_quantile"], auc=found["auc"],
                      rates=found["rates"],
+                     prior=found["prior"],
                      summary=f"llmhni_fn_quantile=auto -> {found['fn_quantile']:g} (AUC {found['auc']:.3f}, "
-                             f"FPR cap 1/{m}; {rates})")
+                             f"base rate {found['prior']:.4f}; {rates})")
         return float(found["fn_quantile"])
 
 
