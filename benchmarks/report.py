@@ -181,8 +181,9 @@ def _r20(r: Record, split: str = "test") -> Optional[float]:
 
 
 def s3_selected(rows: List[Record]) -> Optional[Record]:
-    """The semantic row (grid or ``auto``) with the best validation Recall@20, ``None`` if none ran."""
-    semantic = [r for r in rows if ((r.get("negative_sampling") or {}).get("mode") == "semantic") and _r20(r, "valid") is not None]
+    """The grid row (semantic, a fixed q; not ``auto``) with the best validation Recall@20, ``None`` if none ran."""
+    semantic = [r for r in rows if (r.get("negative_sampling") or {}).get("mode") == "semantic"
+                and (r.get("params") or {}).get("llmhni_fn_quantile") != "auto" and _r20(r, "valid") is not None]
     return max(semantic, key=lambda r: _r20(r, "valid")) if semantic else None
 
 
