@@ -21,6 +21,10 @@ Suites (``--suite``):
                from scratch and warm-started from Rec_pre (lambda = 0: the ``models`` row)
 ``speed``      plain backbones next to their LLMHNI models, a fixed number of epochs, run
                one at a time with fresh artifacts: seconds per epoch, stage times, peak RSS
+``rater``      at 20% noise: LightGCN, LightGCN + DNS, LLMHNI with the stand-in and simulated raters
+``s3``         LLMHNI_LightGCN's S3 knobs: uniform and score-only DNS negatives, ``llmhni_fn_quantile:
+               auto``, and the grid q in {0.3, 0.5, 0.7, 0.9} x k in {1, 2, 3} x M in {8, 16, 32};
+               the report marks the validation-selected row and draws a heat map per dataset
 
 Results land in ``benchmarks/results/<suite>/<dataset>/<job>.json``; a job whose file exists
 is skipped (``--force`` re-runs it), so an interrupted suite resumes; a re-run on another

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from records import median, sec_per_epoch, view, where
-from suites import BORROWED, METRICS, SUITE_ORDER, SUITES, suite_jobs
+from suites import BORROWED, METRICS, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SUITE_ORDER, SUITES, s3_label, suite_jobs
 
 Record = Dict[str, Any]
 
@@ -176,6 +176,78 @@ def _rater_chart(rows: List[Record], path: Path, dataset: str) -> None:
     plt.close(fig)
 
 
+def _r20(r: Record, split: str = "test") -> Optional[float]:
+    return (r.get(split) or {}).get("recall@20")
+
+
+def s3_selected(rows: List[Record]) -> Optional[Record]:
+    """The grid row (semantic, a fixed q; not ``auto``) with the best validation Recall@20, ``None`` if none ran."""
+    semantic = [r for r in rows if (r.get("negative_sampling") or {}).get("mode") == "semantic"
+                and (r.get("params") or {}).get("llmhni_fn_quantile") != "auto" and _r20(r, "valid") is not None]
+    return max(semantic, key=lambda r: _r20(r, "valid")) if semantic else None
+
+
+def _share(r: Record, key: str) -> str:
+    ns = r.get("negative_sampling") or {}
+    value = ns.get(key) if ns.get("mode") == "semantic" else None  # uniform / dns: no filter
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _s3_table(rows: List[Record]) -> List[str]:
+    """The ``s3`` suite: validation and test Recall@20 per setting, the q used, how often the
+    filter fired and how often the choice differed from score-only DNS; the validation-selected
+    semantic row in bold."""
+    best = s3_selected(rows)
+    head = ["setting", "valid R@20", "test R@20", "test N@20", "q used", "filter fired", "differs from DNS",
+            "best epoch / trained", "stopped by", "machine", "s/epoch", "wall"]
+    body = []
+    for r in rows:
+        ns = r.get("negative_sampling") or {}
+        label = f"**{r['label']}** (selected)" if r is best else r["label"]
+        q = ns.get("fn_quantile") if ns.get("mode") == "semantic" else None
+        body.append([label, _fmt(_r20(r, "valid")), _fmt(_r20(r)), _fmt((r.get("test") or {}).get("ndcg@20")),
+                     "-" if q is None else f"{q:g}", _share(r, "fired_row_share"), _share(r, "changed_row_share"),
+                     f"{r.get('best_epoch', '-')} / {r.get('epochs_trained', '-')}", _status_cell(r), where(r),
+                     _fmt(sec_per_epoch(r), 2), f"{(r.get('wall_seconds_total') or 0) / 60:.0f} min"])
+    return _markdown(head, body)
+
+
+def _s3_heatmap(rows: List[Record], path: Path, dataset: str) -> None:
+    """Test Recall@20 over q (columns) and (k, M) (rows); grey where the run is missing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by_label = {r["label"]: r for r in rows}
+    ys = [(k, m) for m in S3_CANDIDATES for k in S3_TOPK]
+    grid = np.full((len(ys), len(S3_QUANTILES)), np.nan)
+    for a, (k, m) in enumerate(ys):
+        for b, q in enumerate(S3_QUANTILES):
+            r = by_label.get(s3_label(q, k, m))
+            if r is not None and _r20(r) is not None:
+                grid[a, b] = _r20(r)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    cmap = matplotlib.colormaps["viridis"].copy()
+    cmap.set_bad("#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
+    for a in range(len(ys)):
+        for b in range(len(S3_QUANTILES)):
+            text = "not run" if np.isnan(grid[a, b]) else f"{grid[a, b]:.4f}"
+            ax.text(b, a, text, ha="center", va="center", fontsize=8, color="black" if np.isnan(grid[a, b]) else "white")
+    ax.set_xticks(range(len(S3_QUANTILES)), [f"q={q:g}" for q in S3_QUANTILES])
+    ax.set_yticks(range(len(ys)), [f"k={k} M={m}" for k, m in ys])
+    refs = ", ".join(f"{r['label']} {_r20(r):.4f}" for r in rows if r["label"] in ("uniform", "score-only DNS M=8", "auto k=1 M=8")
+                     and _r20(r) is not None)
+    ax.set_title(f"S3 sweep, test Recall@20: {dataset}" + (f"\n{refs}" if refs else ""), fontsize=9)
+    if not np.isnan(grid).all():
+        fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def rows_by_table(records: List[Record]) -> Dict[tuple, List[Record]]:
     """Records grouped by ``(suite, dataset)``, in report order; rows in job order, borrowed rows first."""
     by_key: Dict[tuple, List[Record]] = {}
@@ -216,6 +288,8 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
     """The Markdown table the README shows for one ``(suite, dataset)``: built only from result files."""
     if suite == "speed":
         return _speed_table(rows)
+    if suite == "s3":
+        return _s3_table(rows)
     head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "stopped by", "machine",
             "s/epoch", "wall"]
     noise = suite in ("noise", "rater")
@@ -302,6 +376,16 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
             if charts:
                 _rater_chart(rows, png, dataset)
             lines += [f"![rater {dataset}]({png.name})", ""]
+        if suite == "s3":
+            best = s3_selected(rows)
+            if best is not None:
+                lines += [f"Selected by validation Recall@20: `{best['label']}` (valid {_r20(best, 'valid'):.4f}, "
+                          f"test {_fmt(_r20(best))}).", ""]
+            lines += _s3_table(rows) + [""]
+            png = results / f"s3_{dataset}.png"
+            if charts:
+                _s3_heatmap(rows, png, dataset)
+            lines += [f"![s3 {dataset}]({png.name})", ""]
         if suite == "noise":
             lines += _noise_lines(rows) + [""]
             png = results / f"noise_{dataset}.png"

@@ -184,7 +184,9 @@ def main(argv=None) -> int:
     stats = runs[4]["trainer"].model.negative_sampling_stats()
     print(
         f"semantic mode: {stats['dropped_candidate_share']:.1%} of candidates dropped as likely false negatives, "
-        f"{stats['all_dropped_row_share']:.2%} of rows with every candidate dropped ({stats['rows']:,} rows)"
+        f"{stats['all_dropped_row_share']:.2%} of rows with every candidate dropped, "
+        f"choice differed from score-only DNS on {stats['changed_row_share']:.2%} (last epoch: {stats['rows']:,} rows; "
+        "the trainer resets the counters every epoch)"
     )
     print("setup (dataset + S1-S7 from the caches): " + ", ".join(
         f"{run['label']} {run['build_seconds']:.1f} s" for run in runs))

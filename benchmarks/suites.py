@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
-SUITES = ("models", "noise", "ablation", "s8", "speed", "rater")
+SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3")
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 #: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
@@ -23,6 +23,10 @@ NOISE_RATIOS = [0.0, 0.05, 0.1, 0.2]
 #: The rater study: injected noise, and the simulated rater's accuracies.
 RATER_NOISE = 0.2
 ORACLE_ACCURACIES = [0.5, 0.7, 0.9, 1.0]
+#: The S3 sweep: false-negative quantile q, top-k, candidates M.
+S3_QUANTILES = [0.3, 0.5, 0.7, 0.9]
+S3_TOPK = [1, 2, 3]
+S3_CANDIDATES = [8, 16, 32]
 
 #: Rows a suite shows from the ``models`` suite instead of running them again.
 BORROWED = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
@@ -116,7 +120,27 @@ def _rater(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     return jobs
 
 
-_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater}
+def s3_label(q: float, k: int, m: int) -> str:
+    """The row label of one sweep point: ``q=0.7 k=1 M=8``."""
+    return f"q={q:g} k={k} M={m}"
+
+
+def _s3(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    """S3's knobs: uniform and score-only DNS negatives (M=8), ``llmhni_fn_quantile: auto``
+    (k=1, M=8), then the grid q x k x M, M slowest, q fastest (the k=1, M=8 row first)."""
+    jobs = [Job(suite, "uniform", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "uniform"}),
+            Job(suite, "score-only DNS M=8", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": 8}),
+            Job(suite, "auto k=1 M=8", "LLMHNI_LightGCN", ds,
+                {"llmhni_fn_quantile": "auto", "llmhni_neg_topk": 1, "llmhni_neg_candidates": 8})]
+    for m in S3_CANDIDATES:
+        for k in S3_TOPK:
+            jobs += [Job(suite, s3_label(q, k, m), "LLMHNI_LightGCN", ds,
+                         {"llmhni_neg_mode": "semantic", "llmhni_fn_quantile": q, "llmhni_neg_topk": k,
+                          "llmhni_neg_candidates": m}) for q in S3_QUANTILES]
+    return jobs
+
+
+_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater, "s3": _s3}
 
 
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
@@ -127,7 +151,8 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
     LLMHNI_LightGCN without each part; ``s8``: the S8 weights, from scratch and warm-started;
     ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each;
     ``rater``: at 20% noise, LightGCN, LightGCN + DNS, LLMHNI_LightGCN with the stand-in rater
-    and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0.
+    and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0; ``s3``: LLMHNI_LightGCN
+    with uniform, score-only DNS and ``auto`` negatives, and the grid q x k x M of S3.
     """
     if suite not in _BUILDERS:
         raise SystemExit(f"unknown suite {suite!r}: {', '.join(SUITES)}")

@@ -28,7 +28,7 @@ from recbole_llmhni.config.defaults import config_get
 from recbole_llmhni.data.locate import check_dataset_present
 from recbole_llmhni.pipeline.pipeline import LLMHNIPipeline
 from recbole_llmhni.pipeline.results import PipelineResult
-from recbole_llmhni.training import make_trainer
+from recbole_llmhni.training import make_trainer, sampling_summary
 
 __all__ = [
     "run_recbole_llmhni", "prepare_run", "PreparedRun", "epochs_of", "create_dataset", "run_record",
@@ -54,7 +54,8 @@ def run_pipeline(model: str, dataset: str, config_file_list: Optional[List[str]]
                  config_dict: Optional[Dict[str, Any]] = None) -> PipelineResult:
     """S1-S7 alone, on the training split a run would use (``python -m recbole_llmhni pipeline``)."""
     config = build_config(model, dataset, config_file_list, config_dict)
-    return LLMHNIPipeline(config).run(build_splits(config)[0])
+    train, valid, _ = build_splits(config)
+    return LLMHNIPipeline(config).run(train, valid)
 
 
 def alignment_check(model: str = "LLMHNI_LightGCN", dataset: str = "ml-100k", config_file_list: Optional[List[str]] = None,
@@ -139,7 +140,7 @@ def prepare_run(
     pipeline = None
     if getattr(config.model_class, "needs_pipeline", False):
         train_split = train_data._dataset  # the split RecBole hands the model
-        pipeline = LLMHNIPipeline(config).run(train_split)
+        pipeline = LLMHNIPipeline(config).run(train_split, valid_data._dataset)  # never the test split
         train_split.llmhni_inputs = pipeline.model_inputs()
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -180,6 +181,7 @@ def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], 
         "setup_seconds": run.setup_seconds,
         "train_seconds": train_seconds,
         "epochs": list(getattr(trainer, "epoch_records", [])),
+        "negative_sampling": sampling_summary(getattr(run, "model", None), list(getattr(trainer, "epoch_records", []))),
         "pipeline": run.pipeline.to_dict() if run.pipeline is not None else None,
         "encoder": config_get(config, "llmhni_encoder") if plugin else None,
         "rater": config_get(config, "llmhni_rater") if plugin and config_get(config, "llmhni_denoise") else None,

@@ -5,8 +5,11 @@ load its checkpoints on today's torch (:func:`recbole_llmhni.compat.trusted_chec
 and extended by :class:`EpochRecorder`: after every training epoch it logs and records each
 loss term (RecBole's loss tuple) and the mean L2 norm of the user and item embeddings (a
 contrastive term that holds the ranking loss at ln 2 shows here as a norm that does not grow),
-also to tensorboard; after every evaluation, its time and score. ``trainer.epoch_records`` is
-what the run record (JSON) holds, so benchmarks never read log text.
+also to tensorboard; for a model with S3 counters (``negative_sampling_stats``), what the
+semantic selection did that epoch (``negative_sampling``: share of rows where the
+false-negative filter fired, where the choice differed from score-only DNS, ...); after every
+evaluation, its time and score. ``trainer.epoch_records`` is what the run record (JSON) holds,
+so benchmarks never read log text; :func:`sampling_summary` sums the epochs' counters.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from recbole.utils import get_trainer
 
 from recbole_llmhni.compat import trusted_checkpoint_trainer
 
-__all__ = ["EpochRecorder", "make_trainer", "embedding_norms"]
+__all__ = ["EpochRecorder", "make_trainer", "embedding_norms", "sampling_summary"]
 
 
 def embedding_norms(model: torch.nn.Module) -> Dict[str, float]:
@@ -54,6 +57,14 @@ class EpochRecorder:
             for key, value in norms.items():
                 if tensorboard is not None:
                     tensorboard.add_scalar(key.replace("_", " ").title().replace(" ", ""), value, epoch_idx)
+        stats_of = getattr(self.model, "negative_sampling_stats", None)
+        stats = stats_of(reset=True) if callable(stats_of) else {}
+        if stats:
+            record["negative_sampling"] = stats
+            self.logger.info(
+                "epoch %d S3: filter fired on %.2f%% of rows, choice differed from DNS on %.2f%%, "
+                "%.2f%% of candidates dropped", epoch_idx, 100 * stats["fired_row_share"],
+                100 * stats["changed_row_share"], 100 * stats["dropped_candidate_share"])
         self.epoch_records.append(record)
         return loss
 
@@ -63,6 +74,25 @@ class EpochRecorder:
         if getattr(self, "epoch_records", None):
             self.epoch_records[-1].update(valid_seconds=time.perf_counter() - started, valid_score=float(score))
         return score, result
+
+
+def sampling_summary(model: torch.nn.Module, epoch_records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The run record's ``negative_sampling``: S3's settings as used, and the epochs' counters summed.
+
+    ``None`` for a model without S3 (a plain RecBole model). Shares are over all rows of all
+    epochs (each epoch's share weighted by its rows).
+    """
+    if not hasattr(model, "neg_mode"):
+        return None
+    out: Dict[str, Any] = {"mode": model.neg_mode, "candidates": int(model.neg_candidates),
+                           "topk": int(model.neg_topk), "fn_quantile": getattr(model, "fn_quantile_used", None),
+                           "fn_quantile_setting": getattr(model, "fn_quantile", None)}
+    epochs = [e["negative_sampling"] for e in epoch_records if e.get("negative_sampling")]
+    rows = sum(e["rows"] for e in epochs)
+    out["rows"] = rows
+    for key in ("dropped_candidate_share", "fired_row_share", "all_dropped_row_share", "changed_row_share"):
+        out[key] = sum(e[key] * e["rows"] for e in epochs) / rows if rows else None
+    return out
 
 
 def make_trainer(config: Any, model: torch.nn.Module, trainer_cls: Optional[type] = None) -> Any:

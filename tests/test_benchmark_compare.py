@@ -357,3 +357,55 @@ def test_rater_suite_compares_simulated_accuracies_at_twenty_percent_noise():
     oracle = [j for j in jobs if j.params.get("llmhni_rater") == "oracle"]
     assert [j.params["llmhni_oracle_accuracy"] for j in oracle] == [0.5, 0.7, 0.9, 1.0]
     assert len({j.result_path(Path("r")) for j in jobs}) == len(jobs)
+
+
+# ----------------------------------------------------------------------------- the s3 suite
+def test_s3_suite_sweeps_q_k_m_beside_uniform_dns_and_auto():
+    jobs = suites.suite_jobs("s3", ["ml-100k", "amazon-books"])
+    assert len(jobs) == 2 * (3 + 4 * 3 * 3)
+    mine = [j for j in jobs if j.dataset == "ml-100k"]
+    assert [j.label for j in mine[:3]] == ["uniform", "score-only DNS M=8", "auto k=1 M=8"]
+    assert mine[0].params == {"llmhni_neg_mode": "uniform"}
+    assert mine[1].params == {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": 8}
+    assert mine[2].params["llmhni_fn_quantile"] == "auto"
+    grid = {(j.params["llmhni_fn_quantile"], j.params["llmhni_neg_topk"], j.params["llmhni_neg_candidates"]): j
+            for j in mine[3:]}
+    assert set(grid) == {(q, k, m) for q in (0.3, 0.5, 0.7, 0.9) for k in (1, 2, 3) for m in (8, 16, 32)}
+    assert grid[(0.7, 1, 8)].label == "q=0.7 k=1 M=8" and grid[(0.7, 1, 8)].slug == "q_0.7_k_1_M_8"
+    assert [j.label for j in mine[3:7]] == [f"q={q} k=1 M=8" for q in (0.3, 0.5, 0.7, 0.9)]  # run first
+    assert all(j.model == "LLMHNI_LightGCN" for j in jobs)
+
+
+def _s3_row(label, valid, test, mode="semantic", q=0.9, fired=0.1, changed=0.05):
+    ns = {"mode": mode, "fn_quantile": q if mode == "semantic" else None, "fired_row_share": fired,
+          "changed_row_share": changed}
+    return {"suite": "s3", "dataset": "toy", "label": label, "model": "LLMHNI_LightGCN", "status": "early stop",
+            "valid": {"recall@20": valid}, "test": {"recall@20": test, "ndcg@20": 0.1}, "negative_sampling": ns,
+            "best_epoch": 5, "epochs_trained": 15, "machine": {}, "command": "c", "train_epoch_seconds": [1.0]}
+
+
+def test_s3_table_marks_the_validation_selected_row_and_the_heat_map_is_drawn(tmp_path):
+    rows = [_s3_row("uniform", 0.30, 0.33, mode="uniform"), _s3_row("q=0.3 k=1 M=8", 0.31, 0.35, q=0.3),
+            _s3_row("q=0.9 k=1 M=8", 0.32, 0.34, fired=0.02, changed=0.015)]
+    assert report.s3_selected(rows)["label"] == "q=0.9 k=1 M=8"  # by validation, not by test
+    table = report.readme_table("s3", rows)
+    assert table[2].startswith("| uniform | 0.3000 | 0.3300 | 0.1000 | - | -")
+    assert "| **q=0.9 k=1 M=8** (selected) | 0.3200 | 0.3400 | 0.1000 | 0.9 | 2.0% | 1.5% |" in table[4]
+    png = tmp_path / "s3.png"
+    report._s3_heatmap(rows, png, "toy")
+    assert png.stat().st_size > 0
+
+
+def test_sampling_summary_weights_epochs_by_rows():
+    from recbole_llmhni.training import sampling_summary
+
+    model = SimpleNamespace(neg_mode="semantic", neg_candidates=8, neg_topk=1, fn_quantile="auto", fn_quantile_used=0.7)
+    epochs = [{"negative_sampling": {"rows": 100, "dropped_candidate_share": 0.1, "fired_row_share": 0.2,
+                                     "all_dropped_row_share": 0.0, "changed_row_share": 0.2}},
+              {"negative_sampling": {"rows": 300, "dropped_candidate_share": 0.3, "fired_row_share": 0.4,
+                                     "all_dropped_row_share": 0.01, "changed_row_share": 0.3}}]
+    out = sampling_summary(model, epochs)
+    assert out["fn_quantile"] == 0.7 and out["fn_quantile_setting"] == "auto" and out["rows"] == 400
+    assert out["fired_row_share"] == pytest.approx((100 * 0.2 + 300 * 0.4) / 400)
+    assert out["changed_row_share"] == pytest.approx((100 * 0.2 + 300 * 0.3) / 400)
+    assert sampling_summary(SimpleNamespace(), epochs) is None  # a plain RecBole model

@@ -81,6 +81,9 @@ def test_alignment_beats_raw_cosine_when_the_interactions_carry_the_signal(recbo
     assert result.recall["aligned"] > 0.45
     assert result.recall["raw_profile"] < 0.3
     assert result.recall["aligned"] > 2 * result.recall["raw_profile"]
+    # the same signal separates held-out positives from random unobserved items
+    assert set(result.auc) == set(RANKERS)
+    assert result.auc["aligned"] > 0.8 and result.auc["aligned"] > result.auc["raw_profile"]
 
     test_split = alignment_check("LLMHNI_LightGCN", "topics", config_dict=_config(info, recbole_workdir), split="test", k=3)
     assert test_split.reused and test_split.split == "test"
@@ -96,8 +99,10 @@ def test_align_check_command_prints_the_table(recbole_workdir, capsys):
     for text in RANKERS.values():
         assert text in out
     assert "alignment beats raw cosine" in out
-    recalls = [float(line.split()[-1]) for line in out.splitlines() if line.strip().startswith(tuple(RANKERS.values()))]
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(tuple(RANKERS.values()))]
+    recalls, aucs = [float(r[-2]) for r in rows], [float(r[-1]) for r in rows]
     assert len(recalls) == 4 and all(0.0 <= r <= 1.0 for r in recalls)
+    assert len(aucs) == 4 and all(0.0 <= a <= 1.0 for a in aucs) and "AUC" in out
 
 
 def test_align_check_reports_bad_input_as_one_line(recbole_workdir, capsys):

@@ -129,3 +129,18 @@ def test_per_user_quantile_matches_torch_quantile():
                 assert got[u].item() == pytest.approx(torch.quantile(mine, q).item(), abs=1e-6)
             else:
                 assert got[u].item() == float("inf")
+
+
+def test_selection_counts_on_a_hand_made_batch():
+    from recbole_llmhni.semantic.sampling import SELECTION_COUNTERS, selection_counts
+
+    scores = torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    relevance = torch.tensor([[0.9, 0.1, 0.2], [0.1, 0.2, 0.3], [0.9, 0.1, 0.1], [0.9, 0.8, 0.7]])
+    threshold = torch.tensor([0.5, 0.25, 0.5, 0.5])
+    pick = select_negatives("semantic", scores, relevance, threshold, topk=1)
+    # row 0: the best-scored (col 0) dropped -> col 1; row 1: best (col 2) dropped -> col 1;
+    # row 2: col 0 dropped, the best (col 2) survives -> col 2; row 3: all dropped -> least relevant, col 2
+    assert pick.tolist() == [1, 1, 2, 2]
+    counts = dict(zip(SELECTION_COUNTERS, selection_counts(scores, relevance, threshold, pick).tolist()))
+    assert counts == {"rows": 4, "dropped_candidates": 1 + 1 + 1 + 3, "fired_rows": 3, "all_dropped_rows": 1,
+                      "changed_rows": 2}

@@ -29,7 +29,8 @@ class Spec:
 
     ``kind`` is ``int``, ``float``, ``bool`` or ``str``; ``low`` / ``high`` bound numbers
     (``low_open`` / ``high_open`` make a bound exclusive); ``choices`` lists the allowed
-    strings; ``nullable`` admits ``None`` (YAML ``~``).
+    strings; ``nullable`` admits ``None`` (YAML ``~``); ``words``: strings a number key also
+    takes (``auto`` for ``llmhni_fn_quantile``).
     """
 
     kind: type
@@ -39,6 +40,7 @@ class Spec:
     high_open: bool = False
     choices: Tuple[str, ...] = ()
     nullable: bool = False
+    words: Tuple[str, ...] = ()
 
     def describe(self) -> str:
         """What is allowed, in words: ``an integer >= 1``, ``one of: csr, coo``, ..."""
@@ -53,6 +55,8 @@ class Spec:
                 bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
             if bounds:
                 text += " " + " and ".join(bounds)
+        if self.words:
+            text += " or " + " or ".join(self.words)
         return text + (" (or ~ for none)" if self.nullable else "")
 
     def accepts(self, value: Any) -> Tuple[bool, Any]:
@@ -68,6 +72,8 @@ class Spec:
                 matched = {c.lower(): c for c in self.choices}.get(value.strip().lower())
                 return matched is not None, matched
             return True, value
+        if isinstance(value, str) and value.strip().lower() in self.words:
+            return True, value.strip().lower()
         if isinstance(value, str):  # "2.5" from a quoted YAML value or an environment variable
             try:
                 value = float(value)
@@ -169,7 +175,7 @@ KEYS: Dict[str, Spec] = {
     "llmhni_neg_mode": _choice(NEG_MODES),
     "llmhni_neg_candidates": _int(1),
     "llmhni_neg_topk": _int(1),
-    "llmhni_fn_quantile": _float(0, 1),
+    "llmhni_fn_quantile": Spec(float, low=0, high=1, words=("auto",)),
     "llmhni_use_alignment": BOOL,
     # S4-S7 denoising
     "llmhni_denoise": BOOL,

@@ -39,13 +39,15 @@ class LLMHNIInputs:
     ``semantic_user`` / ``semantic_item``: :math:`[n_U, d]` / :math:`[n_I, d]` unit vectors whose
     inner product is :math:`s(u, i)` (S2's :math:`z'`, or S1's embeddings without alignment).
     ``graph``: :math:`G'` (``llmhni_denoise``). ``rec_pre_state``: S4's ``Rec_pre`` parameters
-    by name (``llmhni_warm_start``).
+    by name (``llmhni_warm_start``). ``fn_quantile``: S3's :math:`q` chosen by the S3 calibrate
+    stage (``llmhni_fn_quantile: auto``).
     """
 
     semantic_user: Optional[np.ndarray] = None
     semantic_item: Optional[np.ndarray] = None
     graph: Optional[DenoisedEdges] = None
     rec_pre_state: Optional[Dict[str, torch.Tensor]] = None
+    fn_quantile: Optional[float] = None
 
 
 class MissingInputsError(ValueError):

@@ -39,14 +39,18 @@ Config keys (defaults in ``properties/overall.yaml``):
     (``1``: the best-scored survivor, i.e. DNS without the likely false negatives).
 ``llmhni_fn_quantile`` (``0.9``)
     :math:`q`: a candidate with :math:`s(u, j)` above the :math:`q`-quantile of :math:`s` over
-    :math:`u`'s training positives is a likely false negative and is never chosen.
+    :math:`u`'s training positives is a likely false negative and is never chosen. ``auto``:
+    :math:`q` chosen per dataset from training and validation data by the pipeline's
+    "S3 calibrate" stage (:mod:`recbole_llmhni.semantic.calibration`).
 
 The defaults of :math:`k` and :math:`q` are measured, not the paper's (it leaves them open).
 Amazon-books, LightGCN, 60 epochs (eval every 5, same seed), test Recall@20 with M = 8:
 uniform 0.116, dns 0.170, semantic k=2 q=0.5 0.136, k=2 q=0.9 0.144, k=1 q=0.75 0.166,
 k=1 q=0.9 0.167. Picking the least relevant of several top-scored candidates makes the
 negative easier, and that costs more than the relevance gains; dropping the candidates more
-relevant than 90% of the user's own items costs almost nothing.
+relevant than 90% of the user's own items costs almost nothing. The converged ml-100k sweep (``s3``
+suite, README) agrees: k=1, M=8, test Recall@20 q=0.3 0.352, 0.5 0.373, 0.7 0.387, 0.9
+0.398, score-only DNS 0.400, uniform 0.378; k=2 and k=3 and M=16, 32 lower still.
 ``llmhni_use_alignment`` (``True``)
     ``False``: :math:`s` is the raw cosine of the text embeddings (ablation "w/o alignment").
 ``llmhni_denoise`` (``True``)
@@ -98,6 +102,8 @@ from recbole_llmhni.semantic.sampling import (
     draw_candidates,
     per_user_quantile,
     select_negatives,
+    SELECTION_COUNTERS,
+    selection_counts,
 )
 
 __all__ = ["LLMHNIMixin", "LLMHNI_LightGCN", "LLMHNI_NGCF"]
@@ -126,7 +132,8 @@ class LLMHNIMixin:
         self.neg_mode: str = config["llmhni_neg_mode"]
         self.neg_candidates: int = config["llmhni_neg_candidates"]
         self.neg_topk: int = config["llmhni_neg_topk"]
-        self.fn_quantile: float = config["llmhni_fn_quantile"]
+        self.fn_quantile = config["llmhni_fn_quantile"]  # a number, or "auto"
+        self.fn_quantile_used: Optional[float] = None  # the q of the thresholds (semantic mode)
         self.use_alignment: bool = config["llmhni_use_alignment"]
         self.neg_seed: int = int(config["seed"])
         self.denoise: bool = config["llmhni_denoise"]
@@ -144,7 +151,8 @@ class LLMHNIMixin:
         positives = TrainingPositives(self.train_users, self.train_items, self.n_items)
         self.register_buffer("positive_keys", positives.keys, persistent=False)
         self._neg_generator: Optional[torch.Generator] = None
-        self.register_buffer("sampling_stats", torch.zeros(3, dtype=torch.long, device=self.device), persistent=False)
+        self.register_buffer("sampling_stats", torch.zeros(len(SELECTION_COUNTERS), dtype=torch.long, device=self.device),
+                             persistent=False)
         if self.neg_mode == "semantic":
             self._init_semantics(inputs)
         self._views: Optional[Tuple[Tensor, Tensor]] = None
@@ -172,16 +180,24 @@ class LLMHNIMixin:
             )
         self.register_buffer("semantic_user", torch.as_tensor(user_z, dtype=torch.float32, device=self.device), persistent=False)
         self.register_buffer("semantic_item", torch.as_tensor(item_z, dtype=torch.float32, device=self.device), persistent=False)
+        q = self.fn_quantile
+        if q == "auto":
+            if inputs.fn_quantile is None:
+                raise ValueError(f"{type(self).__name__}: llmhni_fn_quantile=auto needs the pipeline's S3 calibrate "
+                                 "stage (run it with the validation split) or a number in [0, 1]")
+            q = float(inputs.fn_quantile)
+        self.fn_quantile_used = float(q)
         positives = TrainingPositives.from_keys(self.positive_keys, self.n_items)
         users, items = positives.users, positives.items
         self.register_buffer(
             "fn_threshold",
-            per_user_quantile(users, self.semantic_relevance(users, items), self.fn_quantile, self.n_users),
+            per_user_quantile(users, self.semantic_relevance(users, items), self.fn_quantile_used, self.n_users),
             persistent=False,
         )
         getLogger().info(
             f"LLMHNI S3: mode={self.neg_mode}, M={self.neg_candidates}, k={self.neg_topk}, "
-            f"false-negative threshold = {self.fn_quantile:g}-quantile of s over each user's training "
+            f"false-negative threshold = {self.fn_quantile_used:g}-quantile"
+            f"{' (auto)' if self.fn_quantile == 'auto' else ''} of s over each user's training "
             f"items ({'aligned' if self.use_alignment else 'raw'} relevance)"
         )
 
@@ -251,20 +267,25 @@ class LLMHNIMixin:
                 relevance = candidate_scores(self.semantic_user[user], self.semantic_item, cand)
                 threshold = self.fn_threshold[user]
                 pick = select_negatives("semantic", scores, relevance, threshold, self.neg_topk)
-                dropped = relevance > threshold.unsqueeze(1)
-                self.sampling_stats[0] += user.numel()
-                self.sampling_stats[1] += dropped.sum()
-                self.sampling_stats[2] += dropped.all(dim=1).sum()
+                self.sampling_stats += selection_counts(scores, relevance, threshold, pick)
         return cand.gather(1, pick.unsqueeze(1)).squeeze(1)
 
     def negative_sampling_stats(self, reset: bool = False) -> Dict[str, float]:
-        """Semantic mode: rows sampled, share of candidates dropped as likely false negatives,
-        share of rows where every candidate was dropped (since construction or the last reset)."""
-        rows, dropped, all_dropped = (int(v) for v in self.sampling_stats.tolist())
+        """Semantic mode, since construction or the last reset: rows sampled, share of candidates
+        dropped as likely false negatives, share of rows where the filter dropped the best-scored
+        candidate (``fired_row_share``), where it dropped every candidate, and where the chosen
+        negative differs from score-only DNS's (``changed_row_share``);
+        :func:`~recbole_llmhni.semantic.sampling.selection_counts`. Other modes: ``{}``."""
+        if self.neg_mode != "semantic":
+            return {}
+        counts = dict(zip(SELECTION_COUNTERS, (int(v) for v in self.sampling_stats.tolist())))
+        rows = counts["rows"]
         stats = {
             "rows": rows,
-            "dropped_candidate_share": dropped / max(rows * self.neg_candidates, 1),
-            "all_dropped_row_share": all_dropped / max(rows, 1),
+            "dropped_candidate_share": counts["dropped_candidates"] / max(rows * self.neg_candidates, 1),
+            "fired_row_share": counts["fired_rows"] / max(rows, 1),
+            "all_dropped_row_share": counts["all_dropped_rows"] / max(rows, 1),
+            "changed_row_share": counts["changed_rows"] / max(rows, 1),
         }
         if reset:
             self.sampling_stats.zero_()

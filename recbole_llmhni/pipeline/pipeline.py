@@ -2,7 +2,7 @@ r"""S1-S7 as one explicit pipeline that runs before the model is built.
 
 ::
 
-    result = LLMHNIPipeline(config).run(train_dataset)       # train_data._dataset
+    result = LLMHNIPipeline(config).run(train_dataset, valid_dataset)
     train_dataset.llmhni_inputs = result.model_inputs()       # what the model copies
     model = LLMHNI_LightGCN(config, train_dataset)            # reads arrays only
 
@@ -13,6 +13,8 @@ stage          computes                                              key digests
 =============  ====================================================  =============================
 S1 encode      profile embeddings (:mod:`recbole_llmhni.semantic.store`)  encoder, profiles by raw id
 S2 align       :math:`z'` (:mod:`recbole_llmhni.semantic.alignment`)      S1 key, training edges, settings
+S3 calibrate   :math:`q` of ``llmhni_fn_quantile: auto``                  S2 key, training and validation
+               (:mod:`recbole_llmhni.semantic.calibration`)               edges, grid, seed
 S4 pretrain    ``Rec_pre`` (:mod:`recbole_llmhni.denoise.pretrain`)       backbone, hyperparameters, epochs,
                                                                           training edges
 S5 candidates  high-score negatives, low-score positives                 S4 key, k_n, k_p, cap, L
@@ -21,13 +23,16 @@ S6 rate        dual ratings (:mod:`recbole_llmhni.denoise.rating`)        S5 key
 S7 rewrite     :math:`G'` with provenance, identification report          S6 key
 =============  ====================================================  =============================
 
-(S3 and S8 run inside training.) Every stage's output is a stage directory of
+(S3's sampling and S8 run inside training; "S3 calibrate" is the one stage that reads the
+validation split, and only with ``llmhni_fn_quantile: auto``: never the test split.) Every stage's output is a stage directory of
 :mod:`recbole_llmhni.artifacts.store`, so a stage runs only when its artifact is missing; S4 is
 not even loaded when S5's artifact exists, the rater is not built when S6's does, and the
 encoder is not called when S1's does: a second run trains nothing, rates nothing, encodes
 nothing. A killed run resumes at the stage it stopped in (LLM answers already paid for are in
 the LLM cache). Stages the config does not use are ``off``:
 
+* S3 calibrate unless ``llmhni_neg_mode: semantic`` and ``llmhni_fn_quantile: auto`` (it then
+  leaves no report at all, so the stage list of a fixed-:math:`q` run is S1, S2, S4-S7);
 * S1-S2 when neither S3 (``llmhni_neg_mode: semantic``) nor the semantic stand-in rater needs
   :math:`s(u, i)`; S2 alone with ``llmhni_use_alignment: False``;
 * S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``).
@@ -50,7 +55,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from recbole_llmhni.artifacts import StageDir, digest, edges_fingerprint
+from recbole_llmhni.artifacts import StageDir, atomic_write_json, digest, edges_fingerprint
 from recbole_llmhni.config.defaults import config_get
 from recbole_llmhni.denoise import calibrate
 from recbole_llmhni.denoise import candidates as s5
@@ -81,6 +86,7 @@ class StagePlan:
             self.semantic_rater = config_get(config, "llmhni_rater") in ("semantic", "oracle")
         self.s3_semantic = config_get(config, "llmhni_neg_mode") == "semantic"
         self.aligned = bool(config_get(config, "llmhni_use_alignment"))
+        self.s3_calibrate = self.s3_semantic and config_get(config, "llmhni_fn_quantile") == "auto"
         self.semantic = self.s3_semantic or (self.denoise and self.semantic_rater)
 
     def as_dict(self) -> Dict[str, bool]:
@@ -118,8 +124,14 @@ class LLMHNIPipeline:
         return report
 
     # ------------------------------------------------------------------ run
-    def run(self, train: Any) -> PipelineResult:
-        """Run (or reuse) every stage the config uses on the training split ``train``."""
+    def run(self, train: Any, valid: Any = None) -> PipelineResult:
+        """Run (or reuse) every stage the config uses on the training split ``train``.
+
+        ``valid``: the validation split, read only by "S3 calibrate" (``llmhni_fn_quantile: auto``).
+        """
+        if self.plan.s3_calibrate and valid is None:
+            raise ValueError("llmhni_fn_quantile=auto is chosen on the validation split: call "
+                             "LLMHNIPipeline(config).run(train, valid), or set llmhni_fn_quantile to a number")
         self.reports = []
         started = time.perf_counter()
         result = PipelineResult(self.reports)
@@ -130,9 +142,13 @@ class LLMHNIPipeline:
             if self.plan.aligned:
                 aligned = self._align(inputs, raw)
                 result.semantic_user, result.semantic_item = aligned.user, aligned.item
+                semantic_key = aligned.stage.key
             else:
                 self._report("S2 align", "off", reason="llmhni_use_alignment=False: s(u,i) is the raw cosine")
                 result.semantic_user, result.semantic_item = raw.user, raw.item
+                semantic_key = raw.stage.key
+            if self.plan.s3_calibrate:
+                result.fn_quantile = self._calibrate(train, valid, result, semantic_key)
         else:
             for stage in ("S1 encode", "S2 align"):
                 self._report(stage, "off", reason="no stage needs s(u,i)")
@@ -183,6 +199,45 @@ class LLMHNIPipeline:
                      n_pseudo_pairs=aligned.meta.get("n_pseudo_pairs"), final_loss=losses[-1] if losses else None,
                      summary=summary)
         return aligned
+
+
+    # ------------------------------------------------------------------ S3 calibrate
+    def _calibrate(self, train: Any, valid: Any, result: PipelineResult, semantic_key: str) -> float:
+        """``llmhni_fn_quantile: auto``: :math:`q` from training + validation pairs (cached)."""
+        from recbole_llmhni.semantic.calibration import PER_POSITIVE, QUANTILE_GRID, calibrate_fn_quantile
+
+        started = time.perf_counter()
+        train_users, train_items = train.train_edges()
+        valid_users = np.asarray(valid.inter_feat[valid.uid_field].numpy(), dtype=np.int64)
+        valid_items = np.asarray(valid.inter_feat[valid.iid_field].numpy(), dtype=np.int64)
+        user_tokens = np.asarray(train.field2id_token[train.uid_field], dtype=str)
+        item_tokens = np.asarray(train.field2id_token[train.iid_field], dtype=str)
+        material = {
+            "semantic": semantic_key,
+            "train": edges_fingerprint(user_tokens[train_users], item_tokens[train_items]),
+            "valid": edges_fingerprint(user_tokens[valid_users], item_tokens[valid_items]),
+            "grid": list(QUANTILE_GRID), "per_positive": PER_POSITIVE,
+            "seed": int(config_get(self.config, "seed", 0) or 0),
+            "rule": "min pi(1-TPR) + (1-pi)FPR; positives = validation pairs (sorted), negatives = random unobserved",
+        }
+        stage = StageDir(self.config, "s3_calibrate", digest(material))
+        if stage.is_complete():
+            found = json.loads(stage.file("calibration.json").read_text(encoding="utf-8"))
+            status = "reused"
+        else:
+            found = calibrate_fn_quantile(
+                result.semantic_user, result.semantic_item, train_users, train_items, valid_users, valid_items,
+                material["seed"]).as_dict()
+            atomic_write_json(stage.file("calibration.json"), found)
+            stage.complete(material)
+            status = "computed"
+        rates = ", ".join(f"q={r['q']:g}: TPR {r['tpr']:.3f} FPR {r['fpr']:.3f} R {r['risk']:.4f}" for r in found["rates"])
+        self._report("S3 calibrate", status, started, stage.path, fn_quantile=found["fn_quantile"], auc=found["auc"],
+                     rates=found["rates"],
+                     prior=found["prior"],
+                     summary=f"llmhni_fn_quantile=auto -> {found['fn_quantile']:g} (AUC {found['auc']:.3f}, "
+                             f"base rate {found['prior']:.4f}; {rates})")
+        return float(found["fn_quantile"])
 
 
 class _Denoiser:

@@ -104,6 +104,7 @@ class PipelineResult:
     ``llmhni_use_alignment: False``), by internal id, row 0 zero; ``None`` when no stage needs
     them. ``raw_user`` / ``raw_item``: S1's vectors. ``graph``: :math:`G'` (``None`` with
     denoising off). ``rec_pre_state``: ``Rec_pre``'s parameters (warm start only).
+    ``fn_quantile``: S3's :math:`q` chosen by "S3 calibrate" (``llmhni_fn_quantile: auto`` only).
     ``reports``: one :class:`StageReport` per stage, S1 to S7, in order.
     """
 
@@ -114,6 +115,7 @@ class PipelineResult:
     raw_item: Optional[np.ndarray] = None
     graph: Optional[DenoisedGraph] = None
     rec_pre_state: Optional[Dict[str, torch.Tensor]] = None
+    fn_quantile: Optional[float] = None
 
     def report(self, stage: str) -> StageReport:
         """The report of ``stage`` (``"S1 encode"`` or just ``"S1"``)."""
@@ -133,6 +135,7 @@ class PipelineResult:
             semantic_item=self.semantic_item,
             graph=None if self.graph is None else self.graph.edges(),
             rec_pre_state=self.rec_pre_state,
+            fn_quantile=self.fn_quantile,
         )
 
     def to_dict(self) -> Dict[str, Any]:

@@ -52,6 +52,8 @@ __all__ = [
     "candidate_scores",
     "select_negatives",
     "per_user_quantile",
+    "SELECTION_COUNTERS",
+    "selection_counts",
 ]
 
 
@@ -180,6 +182,36 @@ def select_negatives(
         chosen = top_idx.gather(1, top_rel.argmin(dim=1, keepdim=True)).squeeze(1)
     all_dropped = ~keep.any(dim=1)
     return torch.where(all_dropped, relevance.argmin(dim=1), chosen)
+
+
+#: The counters of :func:`selection_counts`, in order.
+SELECTION_COUNTERS = ("rows", "dropped_candidates", "fired_rows", "all_dropped_rows", "changed_rows")
+
+
+def selection_counts(scores: Tensor, relevance: Tensor, threshold: Tensor, pick: Tensor) -> Tensor:
+    r"""What the semantic selection did on one batch: a long tensor of :data:`SELECTION_COUNTERS`.
+
+    With :math:`F_u` the likely false negatives of a row (``relevance > threshold``):
+
+    * ``rows``: rows :math:`B`;
+    * ``dropped_candidates``: :math:`\sum_b |F_{u_b}|`, candidates dropped;
+    * ``fired_rows``: rows where the filter fired, i.e. dropped the best-scored candidate
+      :math:`\arg\max_m \hat y_{bm}` (only then can ``k = 1`` choose anything but DNS's pick);
+    * ``all_dropped_rows``: rows where every candidate was dropped;
+    * ``changed_rows``: rows whose chosen candidate differs from the best-scored one, i.e.
+      where semantic sampling chose another negative than score-only DNS on the same
+      candidates (ties in :math:`\hat y` count as the same choice).
+
+    Summed over an epoch they say how much S3 departs from DNS (``changed_rows / rows``).
+    """
+    dropped = relevance > threshold.unsqueeze(1)
+    best = scores.argmax(dim=1, keepdim=True)
+    fired = dropped.gather(1, best).squeeze(1)
+    changed = scores.gather(1, pick.unsqueeze(1)).squeeze(1) < scores.gather(1, best).squeeze(1)
+    return torch.stack([
+        torch.tensor(scores.shape[0], device=scores.device), dropped.sum(), fired.sum(),
+        dropped.all(dim=1).sum(), changed.sum(),
+    ]).long()
 
 
 def per_user_quantile(users: Tensor, values: Tensor, q: float, n_users: int) -> Tensor:
