@@ -122,3 +122,4 @@ def test_console_script_run_subcommand_trains_from_an_empty_folder(tmp_path):
     assert re.search(r"^\s+test:\s+recall@\d+: [0-9.]+", result.stdout, re.MULTILINE), result.stdout
     assert re.search(r"train_batch_size\s*=\s*8192", result.stdout + result.stderr)
     assert "unrecognized" not in (result.stdout + result.stderr).lower()
+    assert "FutureWarning" not in result.stdout + result.stderr  # RecBole's pandas warnings filtered
