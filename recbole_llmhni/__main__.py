@@ -14,6 +14,7 @@ from typing import List, Optional
 # sub-command modules: training first, then the pipeline's stages in order
 STAGE_MODULES = (
     "recbole_llmhni.cli.run",
+    "recbole_llmhni.cli.tune",
     "recbole_llmhni.cli.prepare",
     "recbole_llmhni.cli.semantic",
     "recbole_llmhni.cli.llm",

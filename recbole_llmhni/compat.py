@@ -24,6 +24,13 @@ on a stack where the feature is still present:
   the CPU, where the candidates are; on the CPU nothing changes. It imports RecBole's data loaders (2 s), so ``run_recbole_llmhni``
   installs it, not ``import recbole_llmhni``.
 
+* hyperopt >= 0.3 samples with numpy's ``Generator`` API (``rng.integers``) but RecBole
+  1.2.1's ``exhaustive_search`` (the default algorithm of ``HyperTuning``) hands it a legacy
+  ``np.random.RandomState(seed)``, which has no ``integers``: every exhaustive search fails.
+  :func:`install_hyperopt_rng` gives ``recbole.trainer.hyper_tuning`` a numpy whose
+  ``random.RandomState`` also answers ``integers`` (as ``randint``: same half-open range);
+  the ``tune`` command installs it.
+
 :func:`apply` (the other shims) runs on ``import recbole_llmhni``.
 
 Warnings that say nothing to the user are filtered here, each by category, the RecBole
@@ -48,7 +55,7 @@ from typing import Any, Dict, Optional, Type
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["QUIET_WARNINGS", "apply", "install_device_safe_dynamic_sampling", "load_trusted_checkpoint", "quiet_third_party_warnings", "trusted_checkpoint_trainer"]
+__all__ = ["QUIET_WARNINGS", "apply", "install_device_safe_dynamic_sampling", "install_hyperopt_rng", "load_trusted_checkpoint", "quiet_third_party_warnings", "trusted_checkpoint_trainer"]
 
 _NUMPY_ALIASES: Dict[str, Any] = {
     # removed in numpy 2.0 -- RecBole's Config.compatibility_settings reads these
@@ -184,6 +191,35 @@ def quiet_third_party_warnings() -> None:
     """Ignore the warnings of :data:`QUIET_WARNINGS` (idempotent: filters are de-duplicated)."""
     for category, module, message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+class _RandomStateWithIntegers(np.random.RandomState):
+    """A legacy RandomState that also answers the Generator API's ``integers(low, high, size)``."""
+
+    def integers(self, low: Any, high: Any = None, size: Any = None) -> Any:
+        return self.randint(low, high, size)
+
+
+class _NumpyWithIntegersRandomState:
+    """``numpy`` as seen by one module: everything numpy's, but ``random.RandomState`` above."""
+
+    def __init__(self) -> None:
+        import types
+
+        self.random = types.SimpleNamespace(**{k: getattr(np.random, k) for k in dir(np.random) if not k.startswith("__")})
+        self.random.RandomState = _RandomStateWithIntegers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+def install_hyperopt_rng() -> None:
+    """Let RecBole's ``exhaustive_search`` drive hyperopt >= 0.3 (idempotent; a no-op where not needed)."""
+    from recbole.trainer import hyper_tuning
+
+    if hasattr(np.random.RandomState, "integers") or isinstance(hyper_tuning.np, _NumpyWithIntegersRandomState):
+        return
+    hyper_tuning.np = _NumpyWithIntegersRandomState()
 
 
 _applied = False
