@@ -2,7 +2,9 @@
 
 A :class:`Job` is one model on one dataset with its config overrides; :func:`suite_jobs`
 lists a suite's jobs in the order they are started, which is also the order of the rows in
-the report. Pure definitions: nothing here trains, reads results or touches the disk.
+the report. Pure definitions: nothing here trains or reads results; the config overrides of
+the DNS, S8, noise and ablation rows are read from the repository's top-level ``properties/``,
+the same YAML files a user passes with ``--config_files``.
 """
 from __future__ import annotations
 
@@ -11,14 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
+import yaml
+
+PROPERTIES = Path(__file__).resolve().parents[1] / "properties"
+
+
+def properties(name: str) -> Dict[str, Any]:
+    """The config keys of ``properties/<name>.yaml`` (an experiment file users pass too)."""
+    return yaml.safe_load((PROPERTIES / f"{name}.yaml").read_text()) or {}
+
+
 SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3")
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 #: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
-DNS = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
-                                  "dynamic": True, "candidate_num": 8}}
+DNS = properties("negatives/dns")
 #: The S8 weights used where a job needs L_de / L_hal switched on.
-S8_ON = {"llmhni_lambda1": 0.1, "llmhni_lambda2": 0.1}
+S8_ON = properties("s8/on")
 NOISE_RATIOS = [0.0, 0.05, 0.1, 0.2]
 #: The rater study: injected noise, and the simulated rater's accuracies.
 RATER_NOISE = 0.2
@@ -64,19 +75,20 @@ def _models(suite: str, ds: str, speed_epochs: int) -> List[Job]:
 
 
 def _noise(suite: str, ds: str, speed_epochs: int) -> List[Job]:
-    return [Job(suite, f"{model} noise={ratio:g}", model, ds, {"llmhni_noise_ratio": ratio})
+    return [Job(suite, f"{model} noise={ratio:g}", model, ds, properties(f"noise/noise-{ratio:g}"))
             for ratio in NOISE_RATIOS for model in ("LLMHNI_LightGCN", "LightGCN")]
 
 
 def _ablation(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     return [
-        Job(suite, "w/o semantic sampling", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "uniform"}),
-        Job(suite, "w/o semantic sampling, score-only DNS", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "dns"}),
-        Job(suite, "w/o alignment", "LLMHNI_LightGCN", ds, {"llmhni_use_alignment": False}),
-        Job(suite, "w/o denoising", "LLMHNI_LightGCN", ds, {"llmhni_denoise": False}),
+        Job(suite, "w/o semantic sampling", "LLMHNI_LightGCN", ds, properties("ablation/wo-semantic-sampling")),
+        Job(suite, "w/o semantic sampling, score-only DNS", "LLMHNI_LightGCN", ds,
+            properties("ablation/wo-semantic-sampling-dns")),
+        Job(suite, "w/o alignment", "LLMHNI_LightGCN", ds, properties("ablation/wo-alignment")),
+        Job(suite, "w/o denoising", "LLMHNI_LightGCN", ds, properties("ablation/wo-denoising")),
         Job(suite, "full, S8 on", "LLMHNI_LightGCN", ds, dict(S8_ON)),
-        Job(suite, "full, S8 on, w/o L_hal", "LLMHNI_LightGCN", ds, {**S8_ON, "llmhni_lambda2": 0.0}),
-        Job(suite, "full, S8 on, w/o L_de", "LLMHNI_LightGCN", ds, {**S8_ON, "llmhni_lambda1": 0.0}),
+        Job(suite, "full, S8 on, w/o L_hal", "LLMHNI_LightGCN", ds, properties("ablation/s8-on-wo-lhal")),
+        Job(suite, "full, S8 on, w/o L_de", "LLMHNI_LightGCN", ds, properties("ablation/s8-on-wo-lde")),
     ]
 
 

@@ -11,8 +11,10 @@ import importlib
 import sys
 from typing import List, Optional
 
-# sub-command modules, in the order of the pipeline
+# sub-command modules: training first, then the pipeline's stages in order
 STAGE_MODULES = (
+    "recbole_llmhni.cli.run",
+    "recbole_llmhni.cli.tune",
     "recbole_llmhni.cli.prepare",
     "recbole_llmhni.cli.semantic",
     "recbole_llmhni.cli.llm",
@@ -22,9 +24,9 @@ STAGE_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m recbole_llmhni",
-        description="recbole-llmhni: data preparation, the offline stages (S1-S7) and LLM tools of "
-        "LLMHNI for RecBole. Training runs through run_recbole_llmhni.py --model=... --dataset=...",
+        prog="recbole-llmhni",
+        description="recbole-llmhni: training (run), data preparation, the offline stages (S1-S7) "
+        "and LLM tools of LLMHNI for RecBole. Example: recbole-llmhni run --model=BPR --dataset=ml-100k",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     subparsers.required = True

@@ -24,17 +24,38 @@ on a stack where the feature is still present:
   the CPU, where the candidates are; on the CPU nothing changes. It imports RecBole's data loaders (2 s), so ``run_recbole_llmhni``
   installs it, not ``import recbole_llmhni``.
 
+* hyperopt >= 0.3 samples with numpy's ``Generator`` API (``rng.integers``) but RecBole
+  1.2.1's ``exhaustive_search`` (the default algorithm of ``HyperTuning``) hands it a legacy
+  ``np.random.RandomState(seed)``, which has no ``integers``: every exhaustive search fails.
+  :func:`install_hyperopt_rng` gives ``recbole.trainer.hyper_tuning`` a numpy whose
+  ``random.RandomState`` also answers ``integers`` (as ``randint``: same half-open range);
+  the ``tune`` command installs it.
+
 :func:`apply` (the other shims) runs on ``import recbole_llmhni``.
+
+Warnings that say nothing to the user are filtered here, each by category, the RecBole
+module that triggers it and the start of its message (:data:`QUIET_WARNINGS`), so the
+plugin's own warnings, any other library's, and any other warning of those modules still
+show:
+
+* pandas 2.2's ``FutureWarning`` "A value is trying to be set on a copy of a DataFrame or
+  Series through chained assignment ..." from ``recbole.data.dataset.dataset`` (its
+  ``fillna(inplace=True)`` on a column, dozens of lines before anything else); and the
+  "Downcasting object dtype arrays ..." / "Setting an item of incompatible dtype ..." ones of
+  the same code. pandas<3 is pinned, so the behaviour they announce never arrives here.
+* torch's ``FutureWarning`` "`torch.cuda.amp.GradScaler(args...)` is deprecated" from
+  ``recbole.trainer.trainer`` (RecBole's trainer builds the scaler on every run).
 """
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Dict, Optional, Type
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["apply", "trusted_checkpoint_trainer", "load_trusted_checkpoint", "install_device_safe_dynamic_sampling"]
+__all__ = ["QUIET_WARNINGS", "apply", "install_device_safe_dynamic_sampling", "install_hyperopt_rng", "load_trusted_checkpoint", "quiet_third_party_warnings", "trusted_checkpoint_trainer"]
 
 _NUMPY_ALIASES: Dict[str, Any] = {
     # removed in numpy 2.0 -- RecBole's Config.compatibility_settings reads these
@@ -156,6 +177,51 @@ def install_device_safe_dynamic_sampling() -> None:
     NegSampleDataLoader._neg_sampling = _neg_sampling
 
 
+# (category, module regex, message regex): matched as warnings.filterwarnings does
+QUIET_WARNINGS = (
+    (FutureWarning, r"recbole\.data\.dataset(\.|$)",
+     r"A value is trying to be set on a copy of a DataFrame or Series through chained assignment"),
+    (FutureWarning, r"recbole\.data\.dataset(\.|$)", r"Downcasting object dtype arrays"),
+    (FutureWarning, r"recbole\.data\.dataset(\.|$)", r"Setting an item of incompatible dtype"),
+    (FutureWarning, r"recbole\.trainer\.trainer$", r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated"),
+)
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore the warnings of :data:`QUIET_WARNINGS` (idempotent: filters are de-duplicated)."""
+    for category, module, message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+class _RandomStateWithIntegers(np.random.RandomState):
+    """A legacy RandomState that also answers the Generator API's ``integers(low, high, size)``."""
+
+    def integers(self, low: Any, high: Any = None, size: Any = None) -> Any:
+        return self.randint(low, high, size)
+
+
+class _NumpyWithIntegersRandomState:
+    """``numpy`` as seen by one module: everything numpy's, but ``random.RandomState`` above."""
+
+    def __init__(self) -> None:
+        import types
+
+        self.random = types.SimpleNamespace(**{k: getattr(np.random, k) for k in dir(np.random) if not k.startswith("__")})
+        self.random.RandomState = _RandomStateWithIntegers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+def install_hyperopt_rng() -> None:
+    """Let RecBole's ``exhaustive_search`` drive hyperopt >= 0.3 (idempotent; a no-op where not needed)."""
+    from recbole.trainer import hyper_tuning
+
+    if hasattr(np.random.RandomState, "integers") or isinstance(hyper_tuning.np, _NumpyWithIntegersRandomState):
+        return
+    hyper_tuning.np = _NumpyWithIntegersRandomState()
+
+
 _applied = False
 
 
@@ -166,4 +232,5 @@ def apply() -> None:
         return
     _restore_numpy_aliases()
     _restore_dok_update()
+    quiet_third_party_warnings()
     _applied = True

@@ -97,3 +97,29 @@ def test_prepared_rlmrec_dataset_trains_and_tests_on_its_own_split(tmp_path, mon
         assert sorted(zip(users.tolist(), items.tolist())) == sorted(
             (int(u), int(i)) for u, i in splits[key]
         )
+
+
+def test_console_script_run_subcommand_trains_from_an_empty_folder(tmp_path):
+    """``recbole-llmhni run ...`` through the installed console-script entry point (the one
+    setup.cfg declares), from an empty folder: one cheap BPR epoch prints test metrics and
+    the keys given as --key=value reach the config (train_batch_size shows in the log)."""
+    from importlib.metadata import entry_points
+
+    declared = [ep for ep in entry_points(group="console_scripts") if ep.name == "recbole-llmhni"]
+    assert declared and declared[0].value == "recbole_llmhni.__main__:main"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = (
+        "import sys; from importlib.metadata import entry_points; "
+        "ep = [e for e in entry_points(group='console_scripts') if e.name == 'recbole-llmhni'][0]; "
+        "sys.argv[0] = 'recbole-llmhni'; sys.exit(ep.load()())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "run", "--model=BPR", "--dataset=ml-100k", "--epochs=1",
+         "--train_batch_size=8192", "--eval_batch_size=65536", "--show_progress=False"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^\s+test:\s+recall@\d+: [0-9.]+", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"train_batch_size\s*=\s*8192", result.stdout + result.stderr)
+    assert "unrecognized" not in (result.stdout + result.stderr).lower()
+    assert "FutureWarning" not in result.stdout + result.stderr  # RecBole's pandas warnings filtered

@@ -96,3 +96,35 @@ def test_dynamic_negative_sampling_keeps_the_best_scored_candidate_and_restores_
     candidates = model.seen[-1].reshape(4, -1)
     assert torch.equal(batch[config["NEG_PREFIX"] + config["ITEM_ID_FIELD"]], candidates.max(dim=0).values)
     assert "predict" not in vars(model)  # the class's method again after sampling
+
+
+_CHAINED = (
+    "A value is trying to be set on a copy of a DataFrame or Series through chained assignment "
+    "using an inplace method."
+)
+
+
+def _shown(message: str, category: type, module: str) -> bool:
+    """Whether a warning raised from ``module`` shows once the compat filters are installed."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # everything shows, except what compat filters
+        compat.quiet_third_party_warnings()
+        warnings.warn_explicit(message, category, filename=f"{module.replace('.', '/')}.py", lineno=1, module=module)
+    return len(caught) == 1
+
+
+def test_recbole_pandas_future_warnings_are_filtered_and_nothing_else():
+    # RecBole's dataset code: the pandas chained-assignment FutureWarning is filtered
+    assert not _shown(_CHAINED, FutureWarning, "recbole.data.dataset.dataset")
+    assert not _shown("Downcasting object dtype arrays on .fillna is deprecated", FutureWarning,
+                      "recbole.data.dataset.dataset")
+    # the same text from the plugin or another library still shows
+    assert _shown(_CHAINED, FutureWarning, "recbole_llmhni.data.dataset")
+    assert _shown(_CHAINED, FutureWarning, "otherlib.frame")
+    # another category, or another FutureWarning, of RecBole's dataset module still shows
+    assert _shown(_CHAINED, DeprecationWarning, "recbole.data.dataset.dataset")
+    assert _shown("something else will change", FutureWarning, "recbole.data.dataset.dataset")
+    # a plugin UserWarning shows
+    assert _shown("llmhni_profile_field is empty", UserWarning, "recbole_llmhni.semantic.encode")
