@@ -304,7 +304,7 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
         lines.append("")
         lines += _table(rows, _extra_columns(suite, rows))
         lines += ["", "Commands:", ""] + [f"    {c}" for c in sorted({r['command'] for r in rows})] + [""]
-        if suite in ("models", "ablation", "s8"):
+        if suite in ("models", "ablation", "s8", "paper"):
             png = results / f"{suite}_{dataset}.png"
             if charts:
                 _bar_chart(rows, f"{suite}: {dataset}", png)

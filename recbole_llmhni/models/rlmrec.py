@@ -85,7 +85,8 @@ def anchored_nce(anchor: Tensor, positive: Tensor, candidates: Tensor, tau: floa
     a = torch.nn.functional.normalize(anchor, dim=1)
     p = torch.nn.functional.normalize(positive, dim=1)
     c = torch.nn.functional.normalize(candidates, dim=1)
-    return (-(a * p).sum(dim=1) / tau + torch.logsumexp(a @ c.T / tau, dim=1)).sum()
+    a = a / tau  # scale the [B, d] rows, not the [B, n] logits
+    return (-(a * p).sum(dim=1) + torch.logsumexp(a @ c.T, dim=1)).sum()
 
 
 class RLMRecMixin:
