@@ -61,6 +61,15 @@ Defaults are SELFRec's shipped configs (SimGCL: :math:`\lambda = 0.5, \epsilon =
 l^* = 1`, 2 layers, reg 1e-4), tuned by their authors for Yelp2018; the papers tune
 :math:`\lambda` and :math:`\epsilon` per dataset.
 
+**Measured on ml-100k** (``benchmarks/results/paper/ml-100k``, the harness's protocol: patience
+10 epochs on validation Recall@20, 40 steps per epoch, RecBole's initial scale). With these
+defaults the BPR term stays at :math:`\ln 2` (SimGCL for all 12 epochs, XSimGCL too) while the
+contrast trains, and validation falls from its epoch-1 value, so both early-stop at epoch 1:
+test Recall@20 0.1948 (SimGCL) and 0.2255 (XSimGCL) against LightGCN's 0.3699. The InfoNCE
+gradient is scale-free and dominates BPR's at a small embedding scale (DESIGN.md section 1);
+the authors' datasets have ~15x more steps per epoch, so such a stall ends inside their first
+epoch. Not measured: how long the stall lasts here, and the defaults that avoid it.
+
 **Where this differs from SELFRec.** The L2 term is the backbone's (RecBole's ``EmbLoss`` on
 the batch's ego embeddings, weighted by ``reg_weight``) rather than SELFRec's on the propagated
 rows; negatives are RecBole's uniformly sampled ones; the contrast's item set is the batch's
