@@ -254,12 +254,18 @@ def rows_by_table(records: List[Record]) -> Dict[tuple, List[Record]]:
     for r in records:
         by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
     for (suite, dataset), rows in by_key.items():
+        own = {r["label"] for r in rows}
         for r in by_key.get(("models", dataset), []):
-            if r["label"] in BORROWED.get(suite, {}):
+            if r["label"] in BORROWED.get(suite, {}) and BORROWED[suite][r["label"]] not in own:
                 rows.insert(0, {**r, "label": BORROWED[suite][r["label"]]})
         job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
         rows.sort(key=lambda r: (job_order.get(r["label"], -1), where(r)))  # a job's CPU row first
     return dict(sorted(by_key.items(), key=lambda kv: (SUITE_ORDER.get(kv[0][0], 9), kv[0][1])))
+
+
+def _encoder_cell(r: Record) -> str:
+    """The S1 encoder of a model that reads profile embeddings (LLMHNI, RLMRec); empty for the others."""
+    return str(r.get("encoder") or "-") if r["model"].startswith(("LLMHNI", "RLMRec")) else ""
 
 
 def _status_cell(r: Record) -> str:
@@ -295,10 +301,14 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
     noise = suite in ("noise", "rater")
     if noise:
         head += ["ident. precision", "ident. recall"]
+    if suite == "paper":
+        head += ["text encoder (S1)"]
     body = []
     for r in rows:
         cells = _metric_cells(r) + [_status_cell(r), where(r), _fmt(sec_per_epoch(r), 2),
                                     f"{(r.get('wall_seconds_total') or 0) / 60:.0f} min"]
+        if suite == "paper":
+            cells.append(_encoder_cell(r))
         if noise:
             llm = "LLMHNI" in r["model"]
             cells += [_ident(r, "precision") if llm else "", _ident(r, "recall") if llm else ""]
@@ -340,6 +350,8 @@ def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[
     if suite in ("noise", "ablation", "s8", "rater"):
         return [("ident. precision", lambda r: _ident(r, "precision")),
                 ("ident. recall", lambda r: _ident(r, "recall"))]
+    if suite == "paper":
+        return [("text encoder (S1)", _encoder_cell)]
     if suite == "speed":
         vs_backbone = _vs_backbone(rows)
         return [("epoch vs backbone", lambda r: vs_backbone[r["label"]]),
@@ -366,7 +378,7 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
         lines.append("")
         lines += _table(rows, _extra_columns(suite, rows))
         lines += ["", "Commands:", ""] + [f"    {c}" for c in sorted({r['command'] for r in rows})] + [""]
-        if suite in ("models", "ablation", "s8"):
+        if suite in ("models", "ablation", "s8", "paper"):
             png = results / f"{suite}_{dataset}.png"
             if charts:
                 _bar_chart(rows, f"{suite}: {dataset}", png)

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from records import RECORD_FORMAT, finished_record, stopped_record, where
-from suites import Job, suite_jobs
+from suites import BORROWED, Job, suite_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 #: User-item scores per full-sort evaluation batch. RecBole's default (4096) is one user per
@@ -199,10 +199,21 @@ def job_params(args: argparse.Namespace, job: Job, workdir: Path, extra: Dict[st
     return params
 
 
+def done(job: Job, results: Path) -> bool:
+    """``job``'s result file exists, or the report borrows the row from the ``models`` suite's
+    result for the same label (``suites.BORROWED``), which exists."""
+    if job.result_path(results).exists():
+        return True
+    borrowed = {shown: label for label, shown in BORROWED.get(job.suite, {}).items()}
+    if job.label not in borrowed:
+        return False
+    return Job("models", borrowed[job.label], job.model, job.dataset).result_path(results).exists()
+
+
 def run_suite(args: argparse.Namespace) -> int:
     results = Path(args.results).resolve()
     jobs = select_jobs(args)
-    todo = [j for j in jobs if args.force or not j.result_path(results).exists()]
+    todo = [j for j in jobs if args.force or not done(j, results)]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
           f"({args.workers} at a time)", flush=True)
     info = machine()

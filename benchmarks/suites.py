@@ -4,7 +4,8 @@ A :class:`Job` is one model on one dataset with its config overrides; :func:`sui
 lists a suite's jobs in the order they are started, which is also the order of the rows in
 the report. Pure definitions: nothing here trains or reads results; the config overrides of
 the DNS, S8, noise and ablation rows are read from the repository's top-level ``properties/``,
-the same YAML files a user passes with ``--config_files``.
+the same YAML files a user passes with ``--config_files``; the ``paper`` suite reads the
+shipped SGL YAML (its one home) for amazon-books.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def properties(name: str) -> Dict[str, Any]:
     return yaml.safe_load((PROPERTIES / f"{name}.yaml").read_text()) or {}
 
 
-SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3")
+SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3", "paper")
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 #: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
@@ -39,9 +40,16 @@ S3_QUANTILES = [0.3, 0.5, 0.7, 0.9]
 S3_TOPK = [1, 2, 3]
 S3_CANDIDATES = [8, 16, 32]
 
-#: Rows a suite shows from the ``models`` suite instead of running them again.
+#: The rows the ``paper`` suite shares with the ``models`` suite (same model, same settings).
+MODELS_ROWS = ("BPR", "LightGCN", "NGCF", "LightGCN+DNS", "LLMHNI_LightGCN", "LLMHNI_NGCF")
+#: Rows a suite shows from the ``models`` suite instead of running them again (a suite's own
+#: result for that label, when present, wins).
 BORROWED = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
-            "s8": {"LLMHNI_LightGCN": "lambda=0 (models row)"}}
+            "s8": {"LLMHNI_LightGCN": "lambda=0 (models row)"},
+            "paper": {label: label for label in MODELS_ROWS}}
+#: The SGL paper's Amazon-book settings (the YAML shipped under properties/paper/), used for SGL
+#: on amazon-books; elsewhere SGL runs with RecBole's defaults, as every RecBole baseline here.
+SGL_PAPER_YAML = Path(__file__).resolve().parents[1] / "recbole_llmhni" / "properties" / "paper" / "SGL-amazon-book.yaml"
 #: The order of the suites in the report.
 SUITE_ORDER = {suite: k for k, suite in enumerate(SUITES)}
 
@@ -152,7 +160,28 @@ def _s3(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     return jobs
 
 
-_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater, "s3": _s3}
+def _paper(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    """The LLMHNI paper's comparison: the ``models`` rows plus graph contrastive learning (SGL,
+    SimGCL, XSimGCL) and LLM-enhanced representation learning (RLMRec-Con / -Gen, with the
+    S1 encoder LLMHNI uses). The denoising baselines join this list from their own branch."""
+    sgl = yaml.safe_load(SGL_PAPER_YAML.read_text()) if ds == "amazon-books" else {}
+    return [
+        Job(suite, "BPR", "BPR", ds),
+        Job(suite, "LightGCN", "LightGCN", ds),
+        Job(suite, "NGCF", "NGCF", ds),
+        Job(suite, "LightGCN+DNS", "LightGCN", ds, dict(DNS)),
+        Job(suite, "SGL", "SGL", ds, sgl),
+        Job(suite, "SimGCL", "SimGCL", ds),
+        Job(suite, "XSimGCL", "XSimGCL", ds),
+        Job(suite, "RLMRec-Con", "RLMRec_Con", ds),
+        Job(suite, "RLMRec-Gen", "RLMRec_Gen", ds),
+        Job(suite, "LLMHNI_LightGCN", "LLMHNI_LightGCN", ds),
+        Job(suite, "LLMHNI_NGCF", "LLMHNI_NGCF", ds),
+    ]
+
+
+_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater,
+             "s3": _s3, "paper": _paper}
 
 
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
@@ -164,7 +193,8 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
     ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each;
     ``rater``: at 20% noise, LightGCN, LightGCN + DNS, LLMHNI_LightGCN with the stand-in rater
     and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0; ``s3``: LLMHNI_LightGCN
-    with uniform, score-only DNS and ``auto`` negatives, and the grid q x k x M of S3.
+    with uniform, score-only DNS and ``auto`` negatives, and the grid q x k x M of S3; ``paper``: the LLMHNI
+    paper's comparison table (the ``models`` rows, SGL, SimGCL, XSimGCL, RLMRec-Con, RLMRec-Gen).
     """
     if suite not in _BUILDERS:
         raise SystemExit(f"unknown suite {suite!r}: {', '.join(SUITES)}")

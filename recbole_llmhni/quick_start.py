@@ -183,12 +183,23 @@ def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], 
         "epochs": list(getattr(trainer, "epoch_records", [])),
         "negative_sampling": sampling_summary(getattr(run, "model", None), list(getattr(trainer, "epoch_records", []))),
         "pipeline": run.pipeline.to_dict() if run.pipeline is not None else None,
-        "encoder": config_get(config, "llmhni_encoder") if plugin else None,
-        "rater": config_get(config, "llmhni_rater") if plugin and config_get(config, "llmhni_denoise") else None,
+        "encoder": _encoder_name(run) if plugin else None,
+        "rater": config_get(config, "llmhni_rater") if plugin and config_get(config, "llmhni_denoise")
+        and not getattr(config.model_class, "profile_embeddings_only", False) else None,
         "noise_ratio": config_get(config, "llmhni_noise_ratio"),
         "seed": config["seed"],
         "device": str(config["device"]),
     }
+
+
+def _encoder_name(run: PreparedRun) -> Any:
+    """The S1 encoder that made the run's profile embeddings (its full name, e.g.
+    ``sentence-transformers:all-MiniLM-L6-v2``), or the configured backend when S1 did not run."""
+    if run.pipeline is not None:
+        for report in run.pipeline.reports:
+            if report.stage == "S1 encode" and report.details.get("encoder"):
+                return report.details["encoder"]
+    return config_get(run.config, "llmhni_encoder")
 
 
 def run_recbole_llmhni(

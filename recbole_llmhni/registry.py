@@ -20,6 +20,10 @@ PLUGIN_MODELS: Dict[str, str] = {
     "BackboneNGCF": "recbole_llmhni.models.backbones",
     "LLMHNI_LightGCN": "recbole_llmhni.models.llmhni",
     "LLMHNI_NGCF": "recbole_llmhni.models.llmhni",
+    "SimGCL": "recbole_llmhni.models.simgcl",
+    "XSimGCL": "recbole_llmhni.models.simgcl",
+    "RLMRec_Con": "recbole_llmhni.models.rlmrec",
+    "RLMRec_Gen": "recbole_llmhni.models.rlmrec",
 }
 
 

@@ -409,3 +409,37 @@ def test_sampling_summary_weights_epochs_by_rows():
     assert out["fired_row_share"] == pytest.approx((100 * 0.2 + 300 * 0.4) / 400)
     assert out["changed_row_share"] == pytest.approx((100 * 0.2 + 300 * 0.3) / 400)
     assert sampling_summary(SimpleNamespace(), epochs) is None  # a plain RecBole model
+
+
+# ----------------------------------------------------------------------------- the paper suite
+def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_path):
+    jobs = suites.suite_jobs("paper", ["ml-100k", "amazon-books"])
+    labels = [j.label for j in jobs if j.dataset == "ml-100k"]
+    assert labels == ["BPR", "LightGCN", "NGCF", "LightGCN+DNS", "SGL", "SimGCL", "XSimGCL", "RLMRec-Con",
+                      "RLMRec-Gen", "LLMHNI_LightGCN", "LLMHNI_NGCF"]
+    by = {(j.dataset, j.label): j for j in jobs}
+    assert by[("ml-100k", "RLMRec-Con")].model == "RLMRec_Con" and by[("ml-100k", "LightGCN+DNS")].params == suites.DNS
+    # SGL: RecBole's defaults, except the SGL paper's own Amazon-book settings on amazon-books
+    assert by[("ml-100k", "SGL")].params == {}
+    sgl = by[("amazon-books", "SGL")].params
+    assert sgl["n_layers"] == 3 and sgl["ssl_weight"] == 0.5 and sgl["ssl_tau"] == 0.2 and sgl["reg_weight"] == 1e-3
+    # a row the models suite already has counts as done, and the report shows it in the paper table
+    models_row = suites.Job("models", "LightGCN+DNS", "LightGCN", "ml-100k").result_path(tmp_path)
+    models_row.parent.mkdir(parents=True)
+    models_row.write_text("{}")
+    assert runner.done(by[("ml-100k", "LightGCN+DNS")], tmp_path)
+    assert not runner.done(by[("ml-100k", "SimGCL")], tmp_path)
+    assert not runner.done(by[("amazon-books", "LightGCN+DNS")], tmp_path)
+
+
+def test_paper_table_names_the_encoder_of_the_text_models_and_prefers_its_own_rows():
+    rows = [_row("models", "LightGCN", "LightGCN", 0.15, encoder="sentence-transformers"),
+            _row("models", "LLMHNI_LightGCN", "LLMHNI_LightGCN", 0.17, encoder="st:all-MiniLM-L6-v2"),
+            _row("paper", "RLMRec-Con", "RLMRec_Con", 0.16, encoder="st:all-MiniLM-L6-v2"),
+            _row("paper", "SimGCL", "SimGCL", 0.155),
+            _row("paper", "LightGCN", "LightGCN", 0.149)]
+    table = report.readme_table("paper", report.rows_by_table(rows)[("paper", "toy")])
+    assert table[0].endswith("| text encoder (S1) |")
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| LightGCN", "| SimGCL", "| RLMRec-Con", "| LLMHNI_LightGCN"]
+    assert "| LightGCN | 0.0745 | 0.1490 |" in table[2] and table[2].endswith("|  |")  # its own row, no encoder
+    assert table[4].endswith("| st:all-MiniLM-L6-v2 |") and table[5].endswith("| st:all-MiniLM-L6-v2 |")

@@ -8,7 +8,7 @@ edge-dropped views. The maths, the parameter creation order and the random draws
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +39,24 @@ class LightGCNPropagation(nn.Module):
             raise ValueError(f"n_layers must be >= 0, got {n_layers}")
         self.n_layers = n_layers
 
-    def forward(self, adj: Tensor, ego: Tensor) -> Tensor:
-        layers: List[Tensor] = [ego]
+    def layers(self, adj: Tensor, ego: Tensor, noise: Optional[Callable[[Tensor], Tensor]] = None) -> List[Tensor]:
+        r""":math:`[E^{(0)}, E^{(1)}, \dots, E^{(K)}]`; with ``noise``, :math:`E^{(k+1)} = \mathrm{noise}(\hat A E^{(k)})`.
+
+        ``noise`` is applied to every propagated layer (not to :math:`E^{(0)}`) before it feeds
+        the next one: SimGCL / XSimGCL's per-layer perturbation
+        (:mod:`recbole_llmhni.models.simgcl`).
+        """
+        out: List[Tensor] = [ego]
         x = ego
         for _ in range(self.n_layers):
             x = spmm(adj, x)
-            layers.append(x)
-        return torch.stack(layers, dim=1).mean(dim=1)
+            if noise is not None:
+                x = noise(x)
+            out.append(x)
+        return out
+
+    def forward(self, adj: Tensor, ego: Tensor) -> Tensor:
+        return torch.stack(self.layers(adj, ego), dim=1).mean(dim=1)
 
     def extra_repr(self) -> str:
         return f"n_layers={self.n_layers}"

@@ -35,7 +35,9 @@ the LLM cache). Stages the config does not use are ``off``:
   leaves no report at all, so the stage list of a fixed-:math:`q` run is S1, S2, S4-S7);
 * S1-S2 when neither S3 (``llmhni_neg_mode: semantic``) nor the semantic stand-in rater needs
   :math:`s(u, i)`; S2 alone with ``llmhni_use_alignment: False``;
-* S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``).
+* S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``);
+* everything but S1 for a model whose class sets ``profile_embeddings_only`` (RLMRec, which
+  maps S1's raw profile embeddings with its own MLP: :mod:`recbole_llmhni.models.rlmrec`).
 
 Each stage logs one line (what was reused or computed, where, how long) and leaves a
 :class:`~recbole_llmhni.pipeline.results.StageReport`; :meth:`LLMHNIPipeline.run` returns them
@@ -88,6 +90,11 @@ class StagePlan:
         self.aligned = bool(config_get(config, "llmhni_use_alignment"))
         self.s3_calibrate = self.s3_semantic and config_get(config, "llmhni_fn_quantile") == "auto"
         self.semantic = self.s3_semantic or (self.denoise and self.semantic_rater)
+        # models that read S1's profile embeddings and nothing else (RLMRec): S1 only
+        self.profiles_only = bool(getattr(getattr(config, "model_class", None), "profile_embeddings_only", False))
+        if self.profiles_only:
+            self.semantic, self.aligned, self.s3_semantic = True, False, False
+            self.denoise = self.warm_start = self.semantic_rater = False
 
     def as_dict(self) -> Dict[str, bool]:
         return dict(vars(self))
@@ -144,7 +151,9 @@ class LLMHNIPipeline:
                 result.semantic_user, result.semantic_item = aligned.user, aligned.item
                 semantic_key = aligned.stage.key
             else:
-                self._report("S2 align", "off", reason="llmhni_use_alignment=False: s(u,i) is the raw cosine")
+                reason = (f"{config_get(self.config, 'model', 'the model')} maps S1's vectors itself"
+                          if self.plan.profiles_only else "llmhni_use_alignment=False: s(u,i) is the raw cosine")
+                self._report("S2 align", "off", reason=reason)
                 result.semantic_user, result.semantic_item = raw.user, raw.item
                 semantic_key = raw.stage.key
             if self.plan.s3_calibrate:
@@ -162,7 +171,8 @@ class LLMHNIPipeline:
         else:
             for stage in ("S4 pretrain", "S5 candidates", "S6 rate", "S7 rewrite"):
                 if not any(r.stage == stage for r in self.reports):
-                    self._report(stage, "off", reason="llmhni_denoise=False: G' = G")
+                    self._report(stage, "off", reason="the model reads S1's profile embeddings only"
+                                 if self.plan.profiles_only else "llmhni_denoise=False: G' = G")
         logger.info(f"pipeline S1-S7 ready in {time.perf_counter() - started:.1f} s")
         return result
 
