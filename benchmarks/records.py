@@ -56,7 +56,8 @@ def view(record: Dict[str, Any]) -> Dict[str, Any]:
         "train_epoch_seconds": [float(e["train_seconds"]) for e in epochs if "train_seconds" in e],
         "eval_seconds": [float(e["valid_seconds"]) for e in epochs if "valid_seconds" in e],
         "stages": stages,
-        "ident": (pipeline.get("identification") or {}).get("identification") or {},
+        "ident": ((pipeline.get("identification") or {}).get("identification")
+                  or (record.get("denoiser_identification") or {}).get("identification") or {}),
     }
 
 

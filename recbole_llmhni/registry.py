@@ -20,6 +20,16 @@ PLUGIN_MODELS: Dict[str, str] = {
     "BackboneNGCF": "recbole_llmhni.models.backbones",
     "LLMHNI_LightGCN": "recbole_llmhni.models.llmhni",
     "LLMHNI_NGCF": "recbole_llmhni.models.llmhni",
+    "WBPR_LightGCN": "recbole_llmhni.models.denoisers",
+    "WBPR_NGCF": "recbole_llmhni.models.denoisers",
+    "TCE_LightGCN": "recbole_llmhni.models.denoisers",
+    "TCE_NGCF": "recbole_llmhni.models.denoisers",
+    "RCE_LightGCN": "recbole_llmhni.models.denoisers",
+    "RCE_NGCF": "recbole_llmhni.models.denoisers",
+    "BOD_LightGCN": "recbole_llmhni.models.denoisers",
+    "BOD_NGCF": "recbole_llmhni.models.denoisers",
+    "DCF_LightGCN": "recbole_llmhni.models.denoisers",
+    "DCF_NGCF": "recbole_llmhni.models.denoisers",
 }
 
 
