@@ -43,7 +43,8 @@ from recbole_llmhni.models.backbones import BackboneLightGCN, BackboneNGCF
 from recbole_llmhni.models.sample_state import PairState
 
 __all__ = [
-    "DenoiserMixin", "WBPRMixin", "TCEMixin", "RCEMixin", "BODMixin", "DCFMixin", "drop_rate",
+    "DenoiserMixin", "WBPRMixin", "TCEMixin", "RCEMixin", "BODMixin", "DCFMixin", "drop_rate", "damped",
+    "confidence_bound", "gradient_match_loss",
     "WBPR_LightGCN", "WBPR_NGCF", "TCE_LightGCN", "TCE_NGCF", "RCE_LightGCN", "RCE_NGCF",
     "BOD_LightGCN", "BOD_NGCF", "DCF_LightGCN", "DCF_NGCF",
 ]
@@ -268,6 +269,33 @@ def _row_cosine_distance(a: Tensor, b: Tensor) -> Tensor:
     return (1 - (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + 1e-6)).sum()
 
 
+def gradient_match_loss(w: Tensor, user: Tensor, pos: Tensor, u: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    r"""BOD's outer objective on one batch, differentiable in the weights ``w`` ``[B]``.
+
+    ``u``, ``i``, ``j`` ``[B, d]`` are the batch's propagated rows (detached). The per-row
+    gradients of :math:`\mathcal L_{real}` and :math:`\mathcal L_{syn}` (class docstring) with
+    respect to ``u`` and ``i`` are summed per user id and per item id (the gradient an
+    embedding-table row would receive), and matched row by row with
+    :func:`_row_cosine_distance`. Summing per id matters: a single row's two gradients are
+    both scaled by its own :math:`w_b`, which a cosine ignores; only across the samples of a
+    user (or an item) do the weights change the direction.
+    """
+    u = u.requires_grad_(True) if not u.requires_grad else u
+    i = i.requires_grad_(True) if not i.requires_grad else i
+    per = -torch.log(_GAMMA + torch.sigmoid((u * i).sum(1) - (u * j).sum(1)))
+    real = (w * per).mean()
+    syn = (w * (F.normalize(u, dim=-1) - F.normalize(i, dim=-1)).pow(2).sum(-1)).mean()
+    g_real = torch.autograd.grad(real, (u, i), create_graph=True)
+    g_syn = torch.autograd.grad(syn, (u, i), create_graph=True)
+    loss = w.new_zeros(())
+    for ids, a, b in ((user, g_real[0], g_syn[0]), (pos, g_real[1], g_syn[1])):
+        rows, at = torch.unique(ids, return_inverse=True)
+        sum_a = a.new_zeros(rows.numel(), a.shape[1]).index_add(0, at, a)
+        sum_b = b.new_zeros(rows.numel(), b.shape[1]).index_add(0, at, b)
+        loss = loss + _row_cosine_distance(sum_a, sum_b)
+    return loss
+
+
 class BODMixin(DenoiserMixin):
     r"""BOD (Wang, Gao, Li, Yu, Guo, Yin, "Efficient Bi-Level Optimization for Recommendation
     Denoising", KDD 2023): a weight generator :math:`g_\phi` scores every training pair; the
@@ -282,16 +310,18 @@ class BODMixin(DenoiserMixin):
 
     Outer step (every ``bod_outer_every`` steps, on the same batch, before the inner one;
     :math:`\phi` only, its own Adam at ``bod_generator_lr``): with the batch's propagated rows
-    :math:`X = (e_u, e_{i}, e_{j})` detached,
+    :math:`X = (e_u, e_{i}, e_{j})` detached (:func:`gradient_match_loss`),
 
     .. math::
         \mathcal L_{real} = \frac1B\sum_b w_b \ell_b, \quad
         \mathcal L_{syn} = \frac1B\sum_b w_b \big\lVert \bar e_{u_b} - \bar e_{i_b} \big\rVert^2, \quad
-        \mathcal L_{out}(\phi) = \sum_r \Big(1 - \cos\big(\nabla_{X}\mathcal L_{real}, \nabla_{X}\mathcal L_{syn}\big)_r\Big)
+        \mathcal L_{out}(\phi) = \sum_{r} \Big(1 - \cos\big(\textstyle\sum_{b \to r}\nabla_{X_b}\mathcal L_{real},
+            \sum_{b \to r}\nabla_{X_b}\mathcal L_{syn}\big)\Big)
             + \lambda_g \lVert \phi \rVert^2
 
     (:math:`\bar e` = L2-normalised: DirectAU's alignment, which the authors' ``alignment_loss_weight_1``
-    weights). The generator learns weights under which the ranking loss pushes the embeddings
+    weights; :math:`r` runs over the batch's distinct users and positive items, :math:`b \to r`
+    over its rows of that id). The generator learns weights under which the ranking loss pushes the embeddings
     the way the alignment of the pairs does; pairs whose ranking gradient disagrees
     (noisy ones, in the paper's argument) get a low weight.
 
@@ -299,9 +329,9 @@ class BODMixin(DenoiserMixin):
     (:math:`\lambda_g`), ``bod_outer_every``.
 
     Differs from the authors' SELFRec code (CoderWZW/BOD): (1) gradients are matched on the
-    batch's propagated embeddings, not on every recommender parameter: that avoids a
-    double backward through the sparse propagation (not supported for CSR on CPU) and costs
-    one small extra backward; (2) the outer step is interleaved with the inner steps (every
+    batch's propagated embeddings, summed per user / item id, not on every recommender
+    parameter: that avoids a double backward through the sparse propagation (not supported
+    for CSR on CPU) and costs one small extra backward; (2) the outer step is interleaved with the inner steps (every
     ``bod_outer_every`` batches) instead of ``outer_loop`` steps after ``inner_loop`` epochs,
     so RecBole's one-optimizer trainer can run it; (3) the generator is an MLP on
     :math:`e_u \odot e_i` (the authors: a VAE-style generator on the two embeddings);
@@ -331,19 +361,11 @@ class BODMixin(DenoiserMixin):
         self.propagation.train(was_training)
         return int(user_e.shape[1])
 
-    def outer_step(self, pos_scores: Tensor, u_e: Tensor, pos_e: Tensor, neg_e: Tensor) -> float:
-        """One generator update (see the class docstring); returns :math:`\\mathcal L_{out}`."""
-        u = u_e.detach().requires_grad_(True)
-        i = pos_e.detach().requires_grad_(True)
-        j = neg_e.detach().requires_grad_(True)
-        w = self.weight_generator(u.detach(), i.detach())
-        per = -torch.log(_GAMMA + torch.sigmoid((u * i).sum(1) - (u * j).sum(1)))
-        real = (w * per).mean()
-        syn = (w * (F.normalize(u, dim=-1) - F.normalize(i, dim=-1)).pow(2).sum(-1)).mean()
-        g_real = torch.autograd.grad(real, (u, i), create_graph=True)
-        g_syn = torch.autograd.grad(syn, (u, i), create_graph=True)
-        loss = sum(_row_cosine_distance(a, b) for a, b in zip(g_real, g_syn))
+    def outer_step(self, user: Tensor, pos: Tensor, u_e: Tensor, pos_e: Tensor, neg_e: Tensor) -> float:
+        """One generator update (see the class docstring); returns :math:`\mathcal L_{out}`."""
         params = list(self.weight_generator.parameters())
+        w = self.weight_generator(u_e.detach(), pos_e.detach())
+        loss = gradient_match_loss(w, user, pos, u_e.detach(), pos_e.detach(), neg_e.detach())
         loss = loss + self.generator_reg * sum(p.pow(2).sum() for p in params)
         grads = torch.autograd.grad(loss, params)
         self.generator_optimizer.zero_grad(set_to_none=True)
@@ -351,13 +373,13 @@ class BODMixin(DenoiserMixin):
             p.grad = g
         self.generator_optimizer.step()
         for p in params:
-            p.grad = None  # keep RecBole's optimizer from seeing these
+            p.grad = None  # RecBole's optimizer holds these too: leave it nothing to apply
         return float(loss.detach())
 
     def ranking_loss(self, user, pos, pos_scores, neg_scores, per_triple, u_e, pos_e, neg_e) -> Tensor:
         if self.train_step % self.outer_every == 0:
             with torch.enable_grad():
-                self.outer_step(pos_scores, u_e, pos_e, neg_e)
+                self.outer_step(user, pos, u_e, pos_e, neg_e)
         with torch.no_grad():
             weight = self.weight_generator(u_e.detach(), pos_e.detach())
         self.pair_state.weight[self.pair_state.index(user, pos)] = weight
