@@ -21,6 +21,11 @@ Suites (``--suite``):
                from scratch and warm-started from Rec_pre (lambda = 0: the ``models`` row)
 ``speed``      plain backbones next to their LLMHNI models, a fixed number of epochs, run
                one at a time with fresh artifacts: seconds per epoch, stage times, peak RSS
+``rater``      at 20% noise: LightGCN, LightGCN + DNS, LLMHNI_LightGCN with the stand-in and
+               with the simulated rater at accuracy 0.5 ... 1.0
+``denoisers``  WBPR, T-CE, R-CE, BOD, DCF (``*_LightGCN``, ``*_NGCF``) at 20% noise beside
+               LightGCN, LightGCN + DNS, LLMHNI_LightGCN and NGCF, then the LightGCN ones
+               clean; identification precision / recall of what each dropped / down-weighted
 
 Results land in ``benchmarks/results/<suite>/<dataset>/<job>.json``; a job whose file exists
 is skipped (``--force`` re-runs it), so an interrupted suite resumes; a re-run on another
@@ -32,6 +37,7 @@ same files; a test keeps the committed README equal to them.
 
     python benchmarks/compare.py run --suite models --datasets ml-100k
     python benchmarks/compare.py run --suite noise --datasets amazon-books --workers 8 --device cuda
+    python benchmarks/compare.py run --suite denoisers --datasets ml-100k
     python benchmarks/compare.py report
 
 ``--time-budget S`` stops a job after S seconds of wall time; its result is then the test

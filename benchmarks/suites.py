@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
-SUITES = ("models", "noise", "ablation", "s8", "speed", "rater")
+SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "denoisers")
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 #: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
@@ -23,6 +23,9 @@ NOISE_RATIOS = [0.0, 0.05, 0.1, 0.2]
 #: The rater study: injected noise, and the simulated rater's accuracies.
 RATER_NOISE = 0.2
 ORACLE_ACCURACIES = [0.5, 0.7, 0.9, 1.0]
+#: The denoising baselines (recbole_llmhni.models.denoisers) and the noise they are compared at.
+DENOISERS = ("WBPR", "TCE", "RCE", "BOD", "DCF")
+DENOISER_NOISE = 0.2
 
 #: Rows a suite shows from the ``models`` suite instead of running them again.
 BORROWED = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
@@ -116,7 +119,26 @@ def _rater(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     return jobs
 
 
-_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater}
+def _denoisers(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    """The loss-based denoisers beside LightGCN, LightGCN + DNS and LLMHNI_LightGCN: first at
+    20% injected noise (the five on LightGCN and on NGCF, with NGCF as the second reference),
+    then clean (the LightGCN ones)."""
+    jobs = []
+    for ratio in (DENOISER_NOISE, 0.0):
+        noise = {"llmhni_noise_ratio": ratio}
+        tag = f"noise={ratio:g}"
+        jobs += [Job(suite, f"LightGCN {tag}", "LightGCN", ds, dict(noise)),
+                 Job(suite, f"LightGCN+DNS {tag}", "LightGCN", ds, {**DNS, **noise}),
+                 Job(suite, f"LLMHNI_LightGCN {tag}", "LLMHNI_LightGCN", ds, dict(noise))]
+        jobs += [Job(suite, f"{m}_LightGCN {tag}", f"{m}_LightGCN", ds, dict(noise)) for m in DENOISERS]
+        if ratio:
+            jobs.append(Job(suite, f"NGCF {tag}", "NGCF", ds, dict(noise)))
+            jobs += [Job(suite, f"{m}_NGCF {tag}", f"{m}_NGCF", ds, dict(noise)) for m in DENOISERS]
+    return jobs
+
+
+_BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater,
+             "denoisers": _denoisers}
 
 
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
@@ -127,7 +149,9 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
     LLMHNI_LightGCN without each part; ``s8``: the S8 weights, from scratch and warm-started;
     ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each;
     ``rater``: at 20% noise, LightGCN, LightGCN + DNS, LLMHNI_LightGCN with the stand-in rater
-    and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0.
+    and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0; ``denoisers``: WBPR, T-CE,
+    R-CE, BOD, DCF on LightGCN and NGCF at 20% noise beside LightGCN, LightGCN + DNS,
+    LLMHNI_LightGCN and NGCF, then the LightGCN ones clean.
     """
     if suite not in _BUILDERS:
         raise SystemExit(f"unknown suite {suite!r}: {', '.join(SUITES)}")

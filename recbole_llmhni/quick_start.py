@@ -199,9 +199,11 @@ def denoiser_identification(run: PreparedRun) -> Optional[Dict[str, Any]]:
     """
     model = getattr(run, "model", None)
     flagged_pairs = getattr(model, "flagged_pairs", None)
+    if flagged_pairs is None:
+        return None
     train = getattr(run.train_data, "dataset", None)
     injected_file = getattr(train, "injected_pairs_file", None)
-    if flagged_pairs is None or injected_file is None:
+    if injected_file is None:
         return None
     from recbole_llmhni.data.noise import read_pairs
     from recbole_llmhni.denoise.report import flagged_identification

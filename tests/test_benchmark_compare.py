@@ -357,3 +357,34 @@ def test_rater_suite_compares_simulated_accuracies_at_twenty_percent_noise():
     oracle = [j for j in jobs if j.params.get("llmhni_rater") == "oracle"]
     assert [j.params["llmhni_oracle_accuracy"] for j in oracle] == [0.5, 0.7, 0.9, 1.0]
     assert len({j.result_path(Path("r")) for j in jobs}) == len(jobs)
+
+
+def test_denoisers_suite_jobs():
+    jobs = suites.suite_jobs("denoisers", ["toy"])
+    labels = [j.label for j in jobs]
+    noisy = [j for j in jobs if j.params.get("llmhni_noise_ratio") == 0.2]
+    clean = [j for j in jobs if j.params.get("llmhni_noise_ratio") == 0.0]
+    assert len(jobs) == len(noisy) + len(clean) == 22
+    assert [j.model for j in noisy] == ["LightGCN", "LightGCN", "LLMHNI_LightGCN",
+                                        "WBPR_LightGCN", "TCE_LightGCN", "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN",
+                                        "NGCF", "WBPR_NGCF", "TCE_NGCF", "RCE_NGCF", "BOD_NGCF", "DCF_NGCF"]
+    assert [j.model for j in clean] == ["LightGCN", "LightGCN", "LLMHNI_LightGCN", "WBPR_LightGCN", "TCE_LightGCN",
+                                        "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN"]
+    assert labels[1] == "LightGCN+DNS noise=0.2" and jobs[1].params == {**suites.DNS, "llmhni_noise_ratio": 0.2}
+    assert "TCE_NGCF noise=0.2" in labels and "TCE_NGCF noise=0" not in labels
+    from recbole_llmhni.registry import PLUGIN_MODELS
+    assert all(j.model in PLUGIN_MODELS or j.model in ("LightGCN", "NGCF") for j in jobs)
+
+
+def test_a_denoisers_identification_reaches_the_report_table(tmp_path):
+    rec = _new_record(model="TCE_LightGCN", label="TCE_LightGCN noise=0.2", suite="denoisers", pipeline=None,
+                      denoiser_identification={"method": "TCE_LightGCN", "kind": "dropped",
+                                               "identification": {"precision": 0.25, "recall": 0.5}})
+    row = records.view(rec)
+    assert row["ident"] == {"precision": 0.25, "recall": 0.5}
+    table = report.readme_table("denoisers", [row])
+    assert table[0].endswith("| ident. precision | ident. recall |")
+    assert table[-1].endswith("| 0.250 | 0.500 |")
+    md = report.results_markdown([row], tmp_path)
+    assert "![denoisers identification toy](denoisers_ident_toy.png)" in md
+    assert (tmp_path / "denoisers_ident_toy.png").stat().st_size > 0
