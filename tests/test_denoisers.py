@@ -139,7 +139,8 @@ def test_wbpr_draws_negatives_by_popularity_and_never_a_training_item():
     model = _model(WBPRMixin)
     # item popularity 1, 2, 1, 1, 0: item 4 has weight 0
     assert model.negative_weights.tolist() == [1.0, 2.0, 1.0, 1.0, 0.0]
-    interaction = {"user_id": torch.tensor([0] * 400 + [2] * 400), "neg_item_id": torch.full((800,), 2)}  # the fallback after 10 misses
+    # neg_item_id: RecBole's negative, the fallback after 10 misses
+    interaction = {"user_id": torch.tensor([0] * 400 + [2] * 400), "neg_item_id": torch.full((800,), 2)}
     neg = model.negative_items(interaction, None, None)
     # user 0 (items 0, 1) may get 2 or 3, each with 1 / 2; user 2 (item 3): 0, 1, 2 with 1/4, 2/4, 1/4
     first, second = neg[:400], neg[400:]

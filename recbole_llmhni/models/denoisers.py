@@ -362,7 +362,7 @@ class BODMixin(DenoiserMixin):
         return int(user_e.shape[1])
 
     def outer_step(self, user: Tensor, pos: Tensor, u_e: Tensor, pos_e: Tensor, neg_e: Tensor) -> float:
-        """One generator update (see the class docstring); returns :math:`\mathcal L_{out}`."""
+        r"""One generator update (see the class docstring); returns :math:`\mathcal L_{out}`."""
         params = list(self.weight_generator.parameters())
         w = self.weight_generator(u_e.detach(), pos_e.detach())
         loss = gradient_match_loss(w, user, pos, u_e.detach(), pos_e.detach(), neg_e.detach())
