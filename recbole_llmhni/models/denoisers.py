@@ -191,7 +191,8 @@ class TCEMixin(DenoiserMixin):
         K_t = \text{the } \lfloor (1 - \varepsilon(t)) B \rfloor \text{ smallest } \ell_b,
 
     with :func:`drop_rate`'s linear schedule (``tce_eps_max`` :math:`\varepsilon_{max}`,
-    ``tce_eps_n`` :math:`N`; paper: 0.2 and 30 000 iterations; the authors' code keeps
+    ``tce_eps_n`` :math:`N`; 0.2 and 30 000 iterations, the defaults of the authors'
+    ``T_CE/main.py``; their code keeps
     ``int((1 - eps) * B)``, so do we). Ties are broken by batch position (stable sort).
 
     Differs: the authors' form is point-wise (BCE on positives and sampled negatives; only
@@ -231,11 +232,13 @@ class RCEMixin(DenoiserMixin):
         \mathcal L = \frac1B \sum_b \operatorname{sg}\big[\sigma(\hat y_{u_b i_b})^{\beta}\big]\, \ell_b,
 
     :math:`\operatorname{sg}` = stop-gradient (the authors detach the weight). Config:
-    ``rce_beta`` (:math:`\beta`; the paper searches {0.05, 0.1, 0.25, 0.5, 1.0}, default 0.25
-    here).
+    ``rce_beta`` (:math:`\beta`; 0.25: the authors' logged runs (WenjieWWJ/DenoisingRec,
+    ``R_CE/log``) use 0.2 to 0.3).
 
-    Differs: the authors weight the point-wise BCE of positives (negatives weight 1). Here
-    the weight multiplies the BPR triple of the positive. :meth:`flagged_pairs` ranks pairs
+    Differs: the authors weight the point-wise BCE, positives by :math:`\sigma(\hat y)^\beta`
+    and sampled negatives by :math:`(1 - \sigma(\hat y))^\beta`. Here the positive's weight
+    multiplies its BPR triple, and the negative's side is not weighted (the triple's loss is
+    one term; weighting it twice would mostly shrink the learning rate). :meth:`flagged_pairs` ranks pairs
     by the last weight they got (lowest first).
     """
 
