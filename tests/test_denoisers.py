@@ -61,7 +61,8 @@ class _Host(nn.Module):
 def _config(**extra):
     return {"seed": 7, "tce_eps_max": 0.5, "tce_eps_n": 1, "rce_beta": 2.0, "wbpr_alpha": 1.0,
             "bod_generator_lr": 0.01, "bod_generator_hidden": 4, "bod_generator_reg": 0.0, "bod_outer_every": 1,
-            "dcf_eps_max": 0.5, "dcf_eps_n": 1, "dcf_co_lambda": 0.5, "dcf_relabel_ratio": 0.5, **extra}
+            "dcf_eps_max": 0.5, "dcf_eps_n": 1, "dcf_co_lambda": 0.5, "dcf_relabel_ratio": 0.5,
+            "dcf_time_step": 3, "epochs": 1, **extra}
 
 
 def _model(mixin, **extra):
@@ -186,6 +187,17 @@ def test_dcf_drops_by_lower_bound_relabels_the_most_certain_and_keeps_history_by
     assert expect[0] - c > expect[1] - c > 0
     assert loss.item() == pytest.approx((math.log1p(math.e) + 0.1 + math.log(2.0)) / 3)
     assert _pairs(model) == [(0, 1), (1, 1), (1, 2)]
+
+
+def test_dcf_lambda_decays_over_the_epochs_and_the_history_restarts_every_time_step():
+    model = _model(DCFMixin, epochs=5, dcf_time_step=2)
+    assert [model.lambda_at(e) for e in range(5)] == pytest.approx([0.5, 0.375, 0.25, 0.125, 0.0])
+    user, pos, per = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([1.0, 2.0])
+    for epoch, seen in ((0, 1), (1, 2), (2, 1), (3, 2)):  # epochs 0-1 one window, 2-3 the next
+        model.train()
+        assert model.epoch == epoch
+        model.ranking_loss(user, pos, torch.zeros(2), None, per, None, None, None)
+        assert model.pair_state.seen[model.pair_state.index(user, pos)].tolist() == [seen, seen]
 
 
 # ----------------------------------------------------------------------------- BOD

@@ -203,4 +203,5 @@ DENOISER_KEYS: Dict[str, Spec] = {
     "dcf_eps_n": _int(1),
     "dcf_co_lambda": _float(0, 1, high_open=True),
     "dcf_relabel_ratio": _float(0, 1),
+    "dcf_time_step": _int(1),
 }

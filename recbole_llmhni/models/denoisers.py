@@ -419,7 +419,9 @@ class DCFMixin(DenoiserMixin):
         \bar\ell_p \leftarrow \frac{n_p\,\bar\ell_p + f(\ell_b)}{n_p + 1}, \qquad
         r_b = \max\big(0,\ \bar\ell_p - c(s, n_p + 1)\big)
 
-    (:func:`damped`, :func:`confidence_bound`). Rows are sorted by :math:`r_b`; the
+    (:func:`damped`, :func:`confidence_bound`; the history restarts every ``dcf_time_step``
+    epochs, and :math:`\lambda` decays linearly from ``dcf_co_lambda`` to 0 over the run's
+    ``epochs``, both as in the authors' ``main.py``). Rows are sorted by :math:`r_b`; the
     :math:`\lfloor(1 - \varepsilon(t))B\rfloor` lowest are kept, the rest dropped
     (:func:`drop_rate`: ``dcf_eps_max``, ``dcf_eps_n``), and of the dropped ones the rows from
     position :math:`\lfloor (1 - \rho\,\varepsilon(t)) B \rfloor` on (the highest
@@ -432,8 +434,9 @@ class DCFMixin(DenoiserMixin):
         \mathcal L_t = \frac{1}{|K_t| + |R_t|}\Big(\sum_{b \in K_t} \ell_b
             + \sum_{b \in R_t} \operatorname{softplus}(\hat y_{u_b i_b})\Big).
 
-    Config: ``dcf_eps_max``, ``dcf_eps_n``, ``dcf_co_lambda`` (:math:`\lambda`),
-    ``dcf_relabel_ratio`` (:math:`\rho`).
+    Config: ``dcf_eps_max``, ``dcf_eps_n`` (0.2, 30 000), ``dcf_co_lambda`` (:math:`\lambda`,
+    1e-4), ``dcf_relabel_ratio`` (:math:`\rho`, 0.05), ``dcf_time_step`` (3): the defaults of
+    the authors' ``main.py`` (bruno686/DCF).
 
     Differs from the authors' code (bruno686/DCF, point-wise BCE): (1) the unit is the BPR
     triple and a relabelled pair trains with the BCE negative-label term alone (no sampled
@@ -452,11 +455,31 @@ class DCFMixin(DenoiserMixin):
         self.eps_n: int = config["dcf_eps_n"]
         self.co_lambda: float = config["dcf_co_lambda"]
         self.relabel_ratio: float = config["dcf_relabel_ratio"]
+        self.time_step: int = config["dcf_time_step"]
+        self.total_epochs: int = int(config["epochs"] or 1)
+        self._window = 0  #: the epoch the loss history was last reset at
+
+    def lambda_at(self, epoch: int) -> float:
+        r""":math:`\lambda_e = \lambda\,(1 - e / (E - 1))`: the authors' ``co_lambda_plan``
+        (``np.linspace(1, 0, epochs)``), with :math:`E` = ``epochs``."""
+        if self.total_epochs <= 1:
+            return self.co_lambda
+        return self.co_lambda * max(0.0, 1.0 - epoch / (self.total_epochs - 1))
+
+    def _reset_window(self) -> None:
+        """Every ``dcf_time_step`` epochs the loss history starts again (the authors' ``time_step``)."""
+        epoch = max(self.epoch, 0)
+        start = epoch - epoch % self.time_step
+        if start != self._window:
+            self._window = start
+            self.pair_state.loss_mean.zero_()
+            self.pair_state.seen.zero_()
 
     def dropped_mask(self) -> Tensor:
         return self.pair_state.dropped | self.pair_state.relabeled
 
     def ranking_loss(self, user, pos, pos_scores, neg_scores, per_triple, u_e, pos_e, neg_e) -> Tensor:
+        self._reset_window()
         state = self.pair_state
         at = state.index(user, pos)
         with torch.no_grad():
@@ -464,7 +487,7 @@ class DCFMixin(DenoiserMixin):
             mean = (state.loss_mean[at] * seen + damped(per_triple.detach())) / (seen + 1)
             state.loss_mean[at] = mean
             state.seen[at] = seen + 1
-            lower = F.relu(mean - confidence_bound(max(self.epoch, 0), seen + 1, self.co_lambda).to(mean.device))
+            lower = F.relu(mean - confidence_bound(max(self.epoch, 0), seen + 1, self.lambda_at(max(self.epoch, 0))).to(mean.device))
             already = state.relabeled[at]
             lower = torch.where(already, torch.full_like(lower, -1.0), lower)  # relabelled: always kept
             eps = drop_rate(self.train_step, self.eps_max, self.eps_n)
