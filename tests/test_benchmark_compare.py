@@ -385,6 +385,11 @@ def test_a_denoisers_identification_reaches_the_report_table(tmp_path):
     table = report.readme_table("denoisers", [row])
     assert table[0].endswith("| ident. precision | ident. recall |")
     assert table[-1].endswith("| 0.250 | 0.500 |")
+    wbpr = records.view(_new_record(model="WBPR_LightGCN", label="WBPR_LightGCN noise=0.2", suite="denoisers",
+                                    pipeline=None, denoiser_identification={
+                                        "method": "WBPR_LightGCN", "kind": None,
+                                        "identification": {"precision": 0.0, "recall": 0.0}}))
+    assert wbpr["ident"] == {} and report.readme_table("denoisers", [wbpr])[-1].endswith("|  |  |")
     md = report.results_markdown([row], tmp_path)
     assert "![denoisers identification toy](denoisers_ident_toy.png)" in md
     assert (tmp_path / "denoisers_ident_toy.png").stat().st_size > 0
