@@ -25,6 +25,9 @@ Suites (``--suite``):
 ``s3``         LLMHNI_LightGCN's S3 knobs: uniform and score-only DNS negatives, ``llmhni_fn_quantile:
                auto``, and the grid q in {0.3, 0.5, 0.7, 0.9} x k in {1, 2, 3} x M in {8, 16, 32};
                the report marks the validation-selected row and draws a heat map per dataset
+``denoisers``  WBPR, T-CE, R-CE, BOD, DCF (``*_LightGCN``, ``*_NGCF``) at 20% noise beside
+               LightGCN, LightGCN + DNS, LLMHNI_LightGCN and NGCF, then the LightGCN ones
+               clean; identification precision / recall of what each dropped / down-weighted
 
 Results land in ``benchmarks/results/<suite>/<dataset>/<job>.json``; a job whose file exists
 is skipped (``--force`` re-runs it), so an interrupted suite resumes; a re-run on another
@@ -36,6 +39,7 @@ same files; a test keeps the committed README equal to them.
 
     python benchmarks/compare.py run --suite models --datasets ml-100k
     python benchmarks/compare.py run --suite noise --datasets amazon-books --workers 8 --device cuda
+    python benchmarks/compare.py run --suite denoisers --datasets ml-100k
     python benchmarks/compare.py report
 
 ``--time-budget S`` stops a job after S seconds of wall time; its result is then the test

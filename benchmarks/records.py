@@ -56,8 +56,14 @@ def view(record: Dict[str, Any]) -> Dict[str, Any]:
         "train_epoch_seconds": [float(e["train_seconds"]) for e in epochs if "train_seconds" in e],
         "eval_seconds": [float(e["valid_seconds"]) for e in epochs if "valid_seconds" in e],
         "stages": stages,
-        "ident": (pipeline.get("identification") or {}).get("identification") or {},
+        "ident": (pipeline.get("identification") or {}).get("identification") or _denoiser_ident(record),
     }
+
+
+def _denoiser_ident(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A denoising baseline's identification report; none for one that flags nothing (WBPR)."""
+    rep = record.get("denoiser_identification") or {}
+    return (rep.get("identification") or {}) if rep.get("kind") else {}
 
 
 def _view_old(record: Dict[str, Any]) -> Dict[str, Any]:

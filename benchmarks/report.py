@@ -119,6 +119,34 @@ def _bar_chart(rows: List[Record], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _ident_chart(rows: List[Record], path: Path, dataset: str) -> None:
+    """Identification precision / recall against the injected noise, one pair of bars per row
+    that reports it (LLMHNI's S6 label; a denoiser's drops or lowest weights), with the
+    precision of a random pick as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in rows if r.get("ident")]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
+    for k, key in enumerate(["precision", "recall"]):
+        bars = ax.bar(x + (k - 0.5) * 0.38, [r["ident"].get(key) or 0.0 for r in rows], 0.38, label=key)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    random = [r["ident"].get("reference_precision_random") for r in rows]
+    if any(v is not None for v in random):
+        ax.axhline(max(v or 0.0 for v in random), color="grey", ls="--", lw=1, label="random pick (precision)")
+    ax.set_xticks(x, [r["label"] for r in rows], rotation=25, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.2)  # headroom: the legend never covers a bar's label
+    ax.set_title(f"denoisers: identification of the injected noise, {dataset}")
+    ax.legend(loc="upper left", ncol=3, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _noise_ratio(r: Record) -> float:
     return r["params"].get("llmhni_noise_ratio", 0.0)
 
@@ -298,7 +326,7 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
         return _s3_table(rows)
     head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "stopped by", "machine",
             "s/epoch", "wall"]
-    noise = suite in ("noise", "rater")
+    noise = suite in ("noise", "rater", "denoisers")
     if noise:
         head += ["ident. precision", "ident. recall"]
     if suite == "paper":
@@ -310,8 +338,8 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
         if suite == "paper":
             cells.append(_encoder_cell(r))
         if noise:
-            llm = "LLMHNI" in r["model"]
-            cells += [_ident(r, "precision") if llm else "", _ident(r, "recall") if llm else ""]
+            flags = "LLMHNI" in r["model"] or bool(r.get("ident"))  # LLMHNI, or a denoiser's report
+            cells += [_ident(r, "precision") if flags else "", _ident(r, "recall") if flags else ""]
         body.append(cells)
     return _markdown(head, body)
 
@@ -347,7 +375,7 @@ def _noise_lines(rows: List[Record]) -> List[str]:
 
 
 def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[Record], str]]]:
-    if suite in ("noise", "ablation", "s8", "rater"):
+    if suite in ("noise", "ablation", "s8", "rater", "denoisers"):
         return [("ident. precision", lambda r: _ident(r, "precision")),
                 ("ident. recall", lambda r: _ident(r, "recall"))]
     if suite == "paper":
@@ -378,11 +406,16 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
         lines.append("")
         lines += _table(rows, _extra_columns(suite, rows))
         lines += ["", "Commands:", ""] + [f"    {c}" for c in sorted({r['command'] for r in rows})] + [""]
-        if suite in ("models", "ablation", "s8", "paper"):
+        if suite in ("models", "ablation", "s8", "paper", "denoisers"):
             png = results / f"{suite}_{dataset}.png"
             if charts:
                 _bar_chart(rows, f"{suite}: {dataset}", png)
             lines += [f"![{suite} {dataset}]({png.name})", ""]
+        if suite == "denoisers" and any(r.get("ident") for r in rows):
+            png = results / f"denoisers_ident_{dataset}.png"
+            if charts:
+                _ident_chart(rows, png, dataset)
+            lines += [f"![denoisers identification {dataset}]({png.name})", ""]
         if suite == "rater":
             png = results / f"rater_{dataset}.png"
             if charts:

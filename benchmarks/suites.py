@@ -24,7 +24,7 @@ def properties(name: str) -> Dict[str, Any]:
     return yaml.safe_load((PROPERTIES / f"{name}.yaml").read_text()) or {}
 
 
-SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3", "paper")
+SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3", "paper", "denoisers")
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 #: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
@@ -39,6 +39,9 @@ ORACLE_ACCURACIES = [0.5, 0.7, 0.9, 1.0]
 S3_QUANTILES = [0.3, 0.5, 0.7, 0.9]
 S3_TOPK = [1, 2, 3]
 S3_CANDIDATES = [8, 16, 32]
+#: The denoising baselines (recbole_llmhni.models.denoisers) and the noise they are compared at.
+DENOISERS = ("WBPR", "TCE", "RCE", "BOD", "DCF")
+DENOISER_NOISE = 0.2
 
 #: The rows the ``paper`` suite shares with the ``models`` suite (same model, same settings).
 MODELS_ROWS = ("BPR", "LightGCN", "NGCF", "LightGCN+DNS", "LLMHNI_LightGCN", "LLMHNI_NGCF")
@@ -163,7 +166,7 @@ def _s3(suite: str, ds: str, speed_epochs: int) -> List[Job]:
 def _paper(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     """The LLMHNI paper's comparison: the ``models`` rows plus graph contrastive learning (SGL,
     SimGCL, XSimGCL) and LLM-enhanced representation learning (RLMRec-Con / -Gen, with the
-    S1 encoder LLMHNI uses). The denoising baselines join this list from their own branch."""
+    S1 encoder LLMHNI uses) and the loss-based denoisers (WBPR, T-CE, R-CE, BOD, DCF) on LightGCN."""
     sgl = yaml.safe_load(SGL_PAPER_YAML.read_text()) if ds == "amazon-books" else {}
     return [
         Job(suite, "BPR", "BPR", ds),
@@ -175,13 +178,32 @@ def _paper(suite: str, ds: str, speed_epochs: int) -> List[Job]:
         Job(suite, "XSimGCL", "XSimGCL", ds),
         Job(suite, "RLMRec-Con", "RLMRec_Con", ds),
         Job(suite, "RLMRec-Gen", "RLMRec_Gen", ds),
+        *[Job(suite, f"{m}_LightGCN", f"{m}_LightGCN", ds) for m in DENOISERS],
         Job(suite, "LLMHNI_LightGCN", "LLMHNI_LightGCN", ds),
         Job(suite, "LLMHNI_NGCF", "LLMHNI_NGCF", ds),
     ]
 
 
+def _denoisers(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    """The loss-based denoisers beside LightGCN, LightGCN + DNS and LLMHNI_LightGCN: first at
+    20% injected noise (the five on LightGCN and on NGCF, with NGCF as the second reference),
+    then clean (the LightGCN ones)."""
+    jobs = []
+    for ratio in (DENOISER_NOISE, 0.0):
+        noise = {"llmhni_noise_ratio": ratio}
+        tag = f"noise={ratio:g}"
+        jobs += [Job(suite, f"LightGCN {tag}", "LightGCN", ds, dict(noise)),
+                 Job(suite, f"LightGCN+DNS {tag}", "LightGCN", ds, {**DNS, **noise}),
+                 Job(suite, f"LLMHNI_LightGCN {tag}", "LLMHNI_LightGCN", ds, dict(noise))]
+        jobs += [Job(suite, f"{m}_LightGCN {tag}", f"{m}_LightGCN", ds, dict(noise)) for m in DENOISERS]
+        if ratio:
+            jobs.append(Job(suite, f"NGCF {tag}", "NGCF", ds, dict(noise)))
+            jobs += [Job(suite, f"{m}_NGCF {tag}", f"{m}_NGCF", ds, dict(noise)) for m in DENOISERS]
+    return jobs
+
+
 _BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater,
-             "s3": _s3, "paper": _paper}
+             "s3": _s3, "paper": _paper, "denoisers": _denoisers}
 
 
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
@@ -194,7 +216,10 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
     ``rater``: at 20% noise, LightGCN, LightGCN + DNS, LLMHNI_LightGCN with the stand-in rater
     and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0; ``s3``: LLMHNI_LightGCN
     with uniform, score-only DNS and ``auto`` negatives, and the grid q x k x M of S3; ``paper``: the LLMHNI
-    paper's comparison table (the ``models`` rows, SGL, SimGCL, XSimGCL, RLMRec-Con, RLMRec-Gen).
+    paper's comparison table (the ``models`` rows, SGL, SimGCL, XSimGCL, RLMRec-Con, RLMRec-Gen);
+    ``denoisers``: WBPR, T-CE,
+    R-CE, BOD, DCF on LightGCN and NGCF at 20% noise beside LightGCN, LightGCN + DNS,
+    LLMHNI_LightGCN and NGCF, then the LightGCN ones clean.
     """
     if suite not in _BUILDERS:
         raise SystemExit(f"unknown suite {suite!r}: {', '.join(SUITES)}")

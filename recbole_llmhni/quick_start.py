@@ -189,6 +189,7 @@ def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], 
         "noise_ratio": config_get(config, "llmhni_noise_ratio"),
         "seed": config["seed"],
         "device": str(config["device"]),
+        "denoiser_identification": denoiser_identification(run),
     }
 
 
@@ -200,6 +201,33 @@ def _encoder_name(run: PreparedRun) -> Any:
             if report.stage == "S1 encode" and report.details.get("encoder"):
                 return report.details["encoder"]
     return config_get(run.config, "llmhni_encoder")
+
+
+def denoiser_identification(run: PreparedRun) -> Optional[Dict[str, Any]]:
+    """A denoising baseline's flags against the injected noise (``None`` for other models or
+    without injected noise): :func:`~recbole_llmhni.denoise.report.flagged_identification`.
+
+    The flags are the model's state after the last training step (they are not part of a
+    checkpoint, so loading the best one leaves them as they are).
+    """
+    model = getattr(run, "model", None)
+    flagged_pairs = getattr(model, "flagged_pairs", None)
+    if flagged_pairs is None:
+        return None
+    train = getattr(run.train_data, "dataset", None)
+    injected_file = getattr(train, "injected_pairs_file", None)
+    if injected_file is None:
+        return None
+    from recbole_llmhni.data.noise import read_pairs
+    from recbole_llmhni.denoise.report import flagged_identification
+
+    raw_users, raw_items = read_pairs(injected_file)
+    users = train.token2id(train.uid_field, raw_users)
+    items = train.token2id(train.iid_field, raw_items)
+    n_train = int(len(model.pair_state))
+    flagged_users, flagged_items = flagged_pairs(k=len(set(zip(raw_users, raw_items))))
+    return flagged_identification(flagged_users.tolist(), flagged_items.tolist(), list(users), list(items),
+                                  n_train, type(model).__name__, model.flag_kind)
 
 
 def run_recbole_llmhni(

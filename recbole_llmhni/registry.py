@@ -24,6 +24,16 @@ PLUGIN_MODELS: Dict[str, str] = {
     "XSimGCL": "recbole_llmhni.models.simgcl",
     "RLMRec_Con": "recbole_llmhni.models.rlmrec",
     "RLMRec_Gen": "recbole_llmhni.models.rlmrec",
+    "WBPR_LightGCN": "recbole_llmhni.models.denoisers",
+    "WBPR_NGCF": "recbole_llmhni.models.denoisers",
+    "TCE_LightGCN": "recbole_llmhni.models.denoisers",
+    "TCE_NGCF": "recbole_llmhni.models.denoisers",
+    "RCE_LightGCN": "recbole_llmhni.models.denoisers",
+    "RCE_NGCF": "recbole_llmhni.models.denoisers",
+    "BOD_LightGCN": "recbole_llmhni.models.denoisers",
+    "BOD_NGCF": "recbole_llmhni.models.denoisers",
+    "DCF_LightGCN": "recbole_llmhni.models.denoisers",
+    "DCF_NGCF": "recbole_llmhni.models.denoisers",
 }
 
 

@@ -416,7 +416,8 @@ def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_
     jobs = suites.suite_jobs("paper", ["ml-100k", "amazon-books"])
     labels = [j.label for j in jobs if j.dataset == "ml-100k"]
     assert labels == ["BPR", "LightGCN", "NGCF", "LightGCN+DNS", "SGL", "SimGCL", "XSimGCL", "RLMRec-Con",
-                      "RLMRec-Gen", "LLMHNI_LightGCN", "LLMHNI_NGCF"]
+                      "RLMRec-Gen", "WBPR_LightGCN", "TCE_LightGCN", "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN",
+                      "LLMHNI_LightGCN", "LLMHNI_NGCF"]
     by = {(j.dataset, j.label): j for j in jobs}
     assert by[("ml-100k", "RLMRec-Con")].model == "RLMRec_Con" and by[("ml-100k", "LightGCN+DNS")].params == suites.DNS
     # SGL: RecBole's defaults, except the SGL paper's own Amazon-book settings on amazon-books
@@ -443,3 +444,39 @@ def test_paper_table_names_the_encoder_of_the_text_models_and_prefers_its_own_ro
     assert [line.split(" | ")[0] for line in table[2:]] == ["| LightGCN", "| SimGCL", "| RLMRec-Con", "| LLMHNI_LightGCN"]
     assert "| LightGCN | 0.0745 | 0.1490 |" in table[2] and table[2].endswith("|  |")  # its own row, no encoder
     assert table[4].endswith("| st:all-MiniLM-L6-v2 |") and table[5].endswith("| st:all-MiniLM-L6-v2 |")
+
+
+def test_denoisers_suite_jobs():
+    jobs = suites.suite_jobs("denoisers", ["toy"])
+    labels = [j.label for j in jobs]
+    noisy = [j for j in jobs if j.params.get("llmhni_noise_ratio") == 0.2]
+    clean = [j for j in jobs if j.params.get("llmhni_noise_ratio") == 0.0]
+    assert len(jobs) == len(noisy) + len(clean) == 22
+    assert [j.model for j in noisy] == ["LightGCN", "LightGCN", "LLMHNI_LightGCN",
+                                        "WBPR_LightGCN", "TCE_LightGCN", "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN",
+                                        "NGCF", "WBPR_NGCF", "TCE_NGCF", "RCE_NGCF", "BOD_NGCF", "DCF_NGCF"]
+    assert [j.model for j in clean] == ["LightGCN", "LightGCN", "LLMHNI_LightGCN", "WBPR_LightGCN", "TCE_LightGCN",
+                                        "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN"]
+    assert labels[1] == "LightGCN+DNS noise=0.2" and jobs[1].params == {**suites.DNS, "llmhni_noise_ratio": 0.2}
+    assert "TCE_NGCF noise=0.2" in labels and "TCE_NGCF noise=0" not in labels
+    from recbole_llmhni.registry import PLUGIN_MODELS
+    assert all(j.model in PLUGIN_MODELS or j.model in ("LightGCN", "NGCF") for j in jobs)
+
+
+def test_a_denoisers_identification_reaches_the_report_table(tmp_path):
+    rec = _new_record(model="TCE_LightGCN", label="TCE_LightGCN noise=0.2", suite="denoisers", pipeline=None,
+                      denoiser_identification={"method": "TCE_LightGCN", "kind": "dropped",
+                                               "identification": {"precision": 0.25, "recall": 0.5}})
+    row = records.view(rec)
+    assert row["ident"] == {"precision": 0.25, "recall": 0.5}
+    table = report.readme_table("denoisers", [row])
+    assert table[0].endswith("| ident. precision | ident. recall |")
+    assert table[-1].endswith("| 0.250 | 0.500 |")
+    wbpr = records.view(_new_record(model="WBPR_LightGCN", label="WBPR_LightGCN noise=0.2", suite="denoisers",
+                                    pipeline=None, denoiser_identification={
+                                        "method": "WBPR_LightGCN", "kind": None,
+                                        "identification": {"precision": 0.0, "recall": 0.0}}))
+    assert wbpr["ident"] == {} and report.readme_table("denoisers", [wbpr])[-1].endswith("|  |  |")
+    md = report.results_markdown([row], tmp_path)
+    assert "![denoisers identification toy](denoisers_ident_toy.png)" in md
+    assert (tmp_path / "denoisers_ident_toy.png").stat().st_size > 0

@@ -32,3 +32,13 @@ def test_every_plugin_config_key_is_documented():
         keys |= {k for k in (yaml.safe_load(path.read_text()) or {}) if k.startswith("llmhni_")}
     undocumented = sorted(k for k in keys if f"`{k}`" not in README)
     assert not undocumented, f"README lacks these config keys: {undocumented}"
+
+
+def test_every_denoiser_model_and_key_is_in_the_readme_table():
+    from recbole_llmhni.config.schema import DENOISER_KEYS
+    from recbole_llmhni.registry import PLUGIN_MODELS
+
+    denoisers = [m for m, module in PLUGIN_MODELS.items() if module.endswith(".denoisers")]
+    assert len(denoisers) == 10
+    missing = [name for name in denoisers + sorted(DENOISER_KEYS) if f"`{name}`" not in README]
+    assert not missing, f"README lacks: {missing}"

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 __all__ = ["Spec", "KEYS", "ENCODERS", "RATERS", "SEMANTIC_THRESHOLDS", "RESPONSE_FORMATS", "NEG_MODES", "BACKBONES", "ADJ_LAYOUTS",
-           "LLM_MODES"]
+           "LLM_MODES",
+           "DENOISER_KEYS"]
 
 ENCODERS = ("sentence-transformers", "openai", "precomputed")
 RATERS = ("semantic", "openai", "oracle")
@@ -198,4 +199,24 @@ KEYS: Dict[str, Spec] = {
     "llmhni_warm_start": BOOL,
     # run records
     "llmhni_result_file": OPTIONAL_STR,
+}
+
+
+#: the denoising baselines' own keys (``WBPR_*``, ``TCE_*``, ``RCE_*``, ``BOD_*``, ``DCF_*``):
+#: model hyper-parameters, like RecBole's ``n_layers``, so unprefixed; their defaults live in
+#: the models' YAMLs (``properties/model/<MODEL>.yaml``), never here.
+DENOISER_KEYS: Dict[str, Spec] = {
+    "wbpr_alpha": NON_NEGATIVE,
+    "tce_eps_max": _float(0, 1, high_open=True),
+    "tce_eps_n": _int(1),
+    "rce_beta": NON_NEGATIVE,
+    "bod_generator_lr": POSITIVE,
+    "bod_generator_hidden": _int(1),
+    "bod_generator_reg": NON_NEGATIVE,
+    "bod_outer_every": _int(1),
+    "dcf_eps_max": _float(0, 1, high_open=True),
+    "dcf_eps_n": _int(1),
+    "dcf_co_lambda": _float(0, 1, high_open=True),
+    "dcf_relabel_ratio": _float(0, 1),
+    "dcf_time_step": _int(1),
 }

@@ -11,7 +11,7 @@ import difflib
 from typing import Any, Dict, Mapping, Optional
 
 from recbole_llmhni.config.defaults import plugin_defaults
-from recbole_llmhni.config.schema import KEYS
+from recbole_llmhni.config.schema import DENOISER_KEYS, KEYS
 
 __all__ = ["ConfigError", "validate"]
 
@@ -37,12 +37,22 @@ def _example(key: str) -> str:
 def validate(config: Any, model: Optional[str] = None) -> Dict[str, Any]:
     """Check every ``llmhni_*`` key of ``config`` (a RecBole Config or a mapping).
 
+    The denoising baselines' keys (``schema.DENOISER_KEYS``: ``tce_eps_max``, ...) are checked
+    the same way when present.
+
     Returns ``{key: normalised value}`` of the plugin keys present (``"CSR"`` -> ``"csr"``,
     ``1e3`` -> ``1000`` for integers). ``model`` enables the checks that depend on it.
     """
     items = _items(config)
     checked: Dict[str, Any] = {}
     for key, value in items.items():
+        if key in DENOISER_KEYS:
+            ok, normalised = DENOISER_KEYS[key].accepts(value)
+            if not ok:
+                raise ConfigError(f"{key}={value!r} is not allowed: use {DENOISER_KEYS[key].describe()} "
+                                  f"(the defaults are in the model's YAML, properties/model/<MODEL>.yaml).")
+            checked[key] = normalised
+            continue
         if not str(key).startswith("llmhni_"):
             continue
         spec = KEYS.get(key)

@@ -30,7 +30,7 @@ import numpy as np
 
 from recbole_llmhni.denoise.rating import LABEL_HARD, LABEL_NOISY, LABEL_UNDETERMINED, RatedCandidates
 
-__all__ = ["identification_report", "format_report"]
+__all__ = ["identification_report", "flagged_identification", "format_report"]
 
 
 def _pair_keys(users: Sequence[str], items: Sequence[str]) -> np.ndarray:
@@ -109,6 +109,41 @@ def identification_report(
         },
     }
     return report
+
+
+def flagged_identification(
+    flagged_users: Sequence[int],
+    flagged_items: Sequence[int],
+    injected_users: Sequence[int],
+    injected_items: Sequence[int],
+    n_train_pairs: int,
+    method: str,
+    kind: Optional[str],
+) -> Dict[str, Any]:
+    r"""Precision / recall of a loss-based denoiser's flags against the injected pairs :math:`I`.
+
+    ``flagged_*`` are the pairs :math:`F` a baseline of :mod:`recbole_llmhni.models.denoisers`
+    dropped (``kind="dropped"``: T-CE, DCF, at their last look at each pair) or its
+    :math:`|I|` lowest-weighted pairs (``kind="down-weighted"``: R-CE, BOD; then
+    :math:`|F| = |I|` and precision = recall), all internal ids. The same formulas as
+    :func:`identification_report`; ``reference_precision_random`` is :math:`|I| / |G|`, what a
+    random pick achieves. ``kind=None`` (WBPR) flags nothing: precision and recall are 0.
+    """
+    flagged = {(int(u), int(i)) for u, i in zip(flagged_users, flagged_items)}
+    injected = {(int(u), int(i)) for u, i in zip(injected_users, injected_items)}
+    tp = len(flagged & injected)
+    precision, recall = _ratio(tp, len(flagged)), _ratio(tp, len(injected))
+    return {
+        "method": method,
+        "kind": kind,
+        "identification": {
+            "injected": len(injected),
+            "labelled_noisy": len(flagged),
+            "true_positives": tp,
+            **_prf(precision, recall),
+            "reference_precision_random": _ratio(len(injected), n_train_pairs),
+        },
+    }
 
 
 def _prf(precision: float, recall: float) -> Dict[str, float]:

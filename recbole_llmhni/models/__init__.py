@@ -15,6 +15,17 @@ _EXPORTS = {
     "NGCFPropagation": "recbole_llmhni.models.propagation",
     "LLMHNIInputs": "recbole_llmhni.models.inputs",
     "DenoisedEdges": "recbole_llmhni.models.inputs",
+    "WBPR_LightGCN": "recbole_llmhni.models.denoisers",
+    "WBPR_NGCF": "recbole_llmhni.models.denoisers",
+    "TCE_LightGCN": "recbole_llmhni.models.denoisers",
+    "TCE_NGCF": "recbole_llmhni.models.denoisers",
+    "RCE_LightGCN": "recbole_llmhni.models.denoisers",
+    "RCE_NGCF": "recbole_llmhni.models.denoisers",
+    "BOD_LightGCN": "recbole_llmhni.models.denoisers",
+    "BOD_NGCF": "recbole_llmhni.models.denoisers",
+    "DCF_LightGCN": "recbole_llmhni.models.denoisers",
+    "DCF_NGCF": "recbole_llmhni.models.denoisers",
+    "PairState": "recbole_llmhni.models.sample_state",
 }
 
 __all__ = sorted(_EXPORTS)
