@@ -1,9 +1,12 @@
 """Shared fixtures: an isolated working directory for RecBole runs and a tiny atomic dataset."""
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 
 import numpy as np
 import pytest
@@ -85,3 +88,19 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def sigkill_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str, timeout: float = 90) -> None:
+    """Wait until ``ready()`` (the child still alive), then SIGKILL ``proc`` and reap it.
+
+    ``what`` names the point the child never reached, for the failure message.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, f"the run never {what}"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import sigkill_when
 from fake_openai_server import (
     BatchExpired,
     BatchFailed,
@@ -206,15 +205,8 @@ def test_run_killed_while_polling_resumes_without_a_new_submission(tmp_path):
                           "--set", "llmhni_batch_poll_interval=0.02", "--set", "llmhni_batch_poll_max=0.05")
         proc = subprocess.Popen([sys.executable, "-m", "recbole_llmhni", *argv], env=env, cwd=str(REPO),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 90
-        while server.count(path="/batches/batch_1") < 3:  # polling a batch that stays in progress
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the run never polled"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        proc.stderr.close()
-        assert proc.returncode == -signal.SIGKILL
+        # polling a batch that stays in progress
+        sigkill_when(proc, lambda: server.count(path="/batches/batch_1") >= 3, "polled")
         assert server.batch_submissions == 1 and open_batches(tmp_path / "cache") == [("batch_1",)]
 
         server.release_batches()

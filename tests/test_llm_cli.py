@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import sigkill_when
 from fake_openai_server import FakeOpenAIServer, RateLimit, ServerError, Unauthorized, label_for_prompt
 from recbole_llmhni.__main__ import main
 from recbole_llmhni.data.profiles import write_profiles
@@ -85,15 +84,8 @@ def test_killed_and_restarted_run_repeats_no_completed_call(tmp_path):
         server.hold_after(answered_before_kill)  # then park every request: the client hangs mid-run
         argv = label_argv(tmp_path, server, "--max-concurrency", "4", "--set", "llmhni_request_timeout=60", "-q")
         proc = cli(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 90
-        while not (server.held >= 1 and cached_calls(tmp_path / "cache") == answered_before_kill):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the run never reached the hold point"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        proc.stderr.close()
-        assert proc.returncode == -signal.SIGKILL
+        sigkill_when(proc, lambda: server.held >= 1 and cached_calls(tmp_path / "cache") == answered_before_kill,
+                     "reached the hold point")
         assert not (tmp_path / "ratings.jsonl").exists()
 
         before = server.ok_counts()
