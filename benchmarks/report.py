@@ -276,6 +276,12 @@ def _s3_heatmap(rows: List[Record], path: Path, dataset: str) -> None:
     plt.close(fig)
 
 
+def _epoch_cap(r: Record) -> Optional[int]:
+    """The ``--epochs`` cap the row's command trained under (None: RecBole's own, 300)."""
+    found = re.search(r"--epochs[ =](\d+)", str(r.get("command") or ""))
+    return int(found.group(1)) if found else None
+
+
 def rows_by_table(records: List[Record]) -> Dict[tuple, List[Record]]:
     """Records grouped by ``(suite, dataset)``, in report order; rows in job order, borrowed rows first."""
     by_key: Dict[tuple, List[Record]] = {}
@@ -283,9 +289,13 @@ def rows_by_table(records: List[Record]) -> Dict[tuple, List[Record]]:
         by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
     for (suite, dataset), rows in by_key.items():
         own = {r["label"] for r in rows}
-        for r in by_key.get(("models", dataset), []):
-            if r["label"] in BORROWED.get(suite, {}) and BORROWED[suite][r["label"]] not in own:
-                rows.insert(0, {**r, "label": BORROWED[suite][r["label"]]})
+        caps = {_epoch_cap(r) for r in rows}
+        for (source, label), shown in BORROWED.get(suite, {}).items():
+            if shown in own:
+                continue
+            for r in records:  # a row trained under another epoch cap is not the same job
+                if (r["suite"], r["dataset"], r["label"]) == (source, dataset, label) and _epoch_cap(r) in caps:
+                    rows.insert(0, {**r, "label": shown})
         job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
         rows.sort(key=lambda r: (job_order.get(r["label"], -1), where(r)))  # a job's CPU row first
     return dict(sorted(by_key.items(), key=lambda kv: (SUITE_ORDER.get(kv[0][0], 9), kv[0][1])))

@@ -200,14 +200,12 @@ def job_params(args: argparse.Namespace, job: Job, workdir: Path, extra: Dict[st
 
 
 def done(job: Job, results: Path) -> bool:
-    """``job``'s result file exists, or the report borrows the row from the ``models`` suite's
-    result for the same label (``suites.BORROWED``), which exists."""
+    """``job``'s result file exists, or the report borrows the row from another suite's result
+    for the same job (``suites.BORROWED``), which exists."""
     if job.result_path(results).exists():
         return True
-    borrowed = {shown: label for label, shown in BORROWED.get(job.suite, {}).items()}
-    if job.label not in borrowed:
-        return False
-    return Job("models", borrowed[job.label], job.model, job.dataset).result_path(results).exists()
+    sources = [source for source, shown in BORROWED.get(job.suite, {}).items() if shown == job.label]
+    return any(Job(suite, label, job.model, job.dataset).result_path(results).exists() for suite, label in sources)
 
 
 def run_suite(args: argparse.Namespace) -> int:

@@ -45,11 +45,21 @@ DENOISER_NOISE = 0.2
 
 #: The rows the ``paper`` suite shares with the ``models`` suite (same model, same settings).
 MODELS_ROWS = ("BPR", "LightGCN", "NGCF", "LightGCN+DNS", "LLMHNI_LightGCN", "LLMHNI_NGCF")
-#: Rows a suite shows from the ``models`` suite instead of running them again (a suite's own
-#: result for that label, when present, wins).
-BORROWED = {"ablation": {"LLMHNI_LightGCN": "full (models row)"},
-            "s8": {"LLMHNI_LightGCN": "lambda=0 (models row)"},
-            "paper": {label: label for label in MODELS_ROWS}}
+#: Rows a suite shows from another suite's result instead of running the same job again:
+#: ``{suite: {(source suite, source label): label shown}}``. Only jobs with the same model and the
+#: same settings are shared; a suite's own result for that label, when present, wins.
+BORROWED = {
+    "ablation": {("models", "LLMHNI_LightGCN"): "full (models row)"},
+    "s8": {("models", "LLMHNI_LightGCN"): "lambda=0 (models row)"},
+    "paper": {**{("models", label): label for label in MODELS_ROWS},
+              **{("denoisers", f"{m}_LightGCN noise=0"): f"{m}_LightGCN" for m in DENOISERS}},
+    "denoisers": {("rater", "LightGCN"): f"LightGCN noise={DENOISER_NOISE:g}",
+                  ("rater", "LightGCN+DNS"): f"LightGCN+DNS noise={DENOISER_NOISE:g}",
+                  ("rater", "LLMHNI_LightGCN, stand-in rater"): f"LLMHNI_LightGCN noise={DENOISER_NOISE:g}",
+                  ("models", "LightGCN"): "LightGCN noise=0",
+                  ("models", "LightGCN+DNS"): "LightGCN+DNS noise=0",
+                  ("models", "LLMHNI_LightGCN"): "LLMHNI_LightGCN noise=0"},
+}
 #: The SGL paper's Amazon-book settings (the YAML shipped under properties/paper/), used for SGL
 #: on amazon-books; elsewhere SGL runs with RecBole's defaults, as every RecBole baseline here.
 SGL_PAPER_YAML = Path(__file__).resolve().parents[1] / "recbole_llmhni" / "properties" / "paper" / "SGL-amazon-book.yaml"

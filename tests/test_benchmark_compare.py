@@ -431,6 +431,35 @@ def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_
     assert runner.done(by[("ml-100k", "LightGCN+DNS")], tmp_path)
     assert not runner.done(by[("ml-100k", "SimGCL")], tmp_path)
     assert not runner.done(by[("amazon-books", "LightGCN+DNS")], tmp_path)
+    # the clean denoiser rows are shared with the denoisers suite (same model, same settings)
+    assert not runner.done(by[("ml-100k", "BOD_LightGCN")], tmp_path)
+    clean = suites.Job("denoisers", "BOD_LightGCN noise=0", "BOD_LightGCN", "ml-100k").result_path(tmp_path)
+    clean.parent.mkdir(parents=True)
+    clean.write_text("{}")
+    assert runner.done(by[("ml-100k", "BOD_LightGCN")], tmp_path)
+
+
+def test_denoisers_suite_borrows_its_references_from_the_rater_and_models_suites(tmp_path):
+    jobs = {j.label: j for j in suites.suite_jobs("denoisers", ["ml-100k"])}
+    rater = {j.label: j for j in suites.suite_jobs("rater", ["ml-100k"])}
+    # the shared jobs are the same model with the same settings
+    assert jobs["LightGCN+DNS noise=0.2"].params == rater["LightGCN+DNS"].params
+    assert jobs["LLMHNI_LightGCN noise=0.2"].params == rater["LLMHNI_LightGCN, stand-in rater"].params
+    assert not runner.done(jobs["LLMHNI_LightGCN noise=0.2"], tmp_path)
+    row = rater["LLMHNI_LightGCN, stand-in rater"].result_path(tmp_path)
+    row.parent.mkdir(parents=True)
+    row.write_text("{}")
+    assert runner.done(jobs["LLMHNI_LightGCN noise=0.2"], tmp_path)
+    assert not runner.done(jobs["LightGCN noise=0.2"], tmp_path)
+    # and the report shows the rater suite's row under the denoisers suite's label
+    recs = [_row("denoisers", "WBPR_LightGCN noise=0.2", "WBPR_LightGCN", 0.30),
+            _row("rater", "LLMHNI_LightGCN, stand-in rater", "LLMHNI_LightGCN", 0.37)]
+    table = report.rows_by_table(recs)[("denoisers", "toy")]
+    assert [r["label"] for r in table] == ["LLMHNI_LightGCN noise=0.2", "WBPR_LightGCN noise=0.2"]
+    # a row trained under another epoch cap is a different job: not borrowed
+    capped = [_row("denoisers", "WBPR_LightGCN noise=0.2", "WBPR_LightGCN", 0.30, command="compare.py run --epochs 30"),
+              recs[1]]
+    assert [r["label"] for r in report.rows_by_table(capped)[("denoisers", "toy")]] == ["WBPR_LightGCN noise=0.2"]
 
 
 def test_paper_table_names_the_encoder_of_the_text_models_and_prefers_its_own_rows():
