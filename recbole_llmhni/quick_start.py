@@ -32,7 +32,8 @@ from recbole_llmhni.training import make_trainer, sampling_summary
 
 __all__ = [
     "run_recbole_llmhni", "prepare_run", "PreparedRun", "epochs_of", "create_dataset", "run_record",
-    "build_config", "build_splits", "run_pipeline", "alignment_check",
+    "build_config", "build_splits", "run_pipeline", "alignment_check", "run_pipeline_for_training",
+    "evaluate_checkpoint",
 ]
 
 
@@ -136,12 +137,7 @@ def prepare_run(
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
-
-    pipeline = None
-    if getattr(config.model_class, "needs_pipeline", False):
-        train_split = train_data._dataset  # the split RecBole hands the model
-        pipeline = LLMHNIPipeline(config).run(train_split, valid_data._dataset)  # never the test split
-        train_split.llmhni_inputs = pipeline.model_inputs()
+    pipeline = _pipeline_once(config, train_data, valid_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_obj = config.model_class(config, train_data._dataset).to(config["device"])
@@ -149,6 +145,72 @@ def prepare_run(
     trainer = make_trainer(config, model_obj)
     return PreparedRun(config, dataset_obj, train_data, valid_data, test_data, model_obj, trainer,
                        time.perf_counter() - started, pipeline)
+
+
+def _pipeline_once(config: Any, train_data: Any, valid_data: Any) -> Optional[PipelineResult]:
+    """S1-S7 for a model that needs them (``None`` otherwise), on the split RecBole hands the model.
+
+    In a distributed run, rank 0 runs the pipeline first (reusing what the launching process
+    computed: :mod:`recbole_llmhni.distributed`) and the other ranks wait at a barrier, then
+    read its artifacts: no stage, and no LLM call, runs once per rank. A rank other than 0
+    that still computes a stage has an artifact folder rank 0 did not write (several nodes
+    without a shared ``llmhni_artifact_dir``): it says so.
+    """
+    if not getattr(config.model_class, "needs_pipeline", False):
+        return None
+    distributed = compat.is_distributed(config)
+    if distributed:
+        import torch.distributed as dist
+
+        first = dist.get_rank() == 0
+        if not first:
+            dist.barrier()
+    train_split = train_data._dataset  # the split RecBole hands the model
+    pipeline = LLMHNIPipeline(config).run(train_split, valid_data._dataset)  # never the test split
+    train_split.llmhni_inputs = pipeline.model_inputs()
+    if distributed:
+        if first:
+            dist.barrier()
+        computed = [r.stage for r in pipeline.reports if r.status == "computed"]
+        if not first and computed:
+            getLogger().warning(f"rank {dist.get_rank()} computed {', '.join(computed)} itself: its "
+                                f"llmhni_artifact_dir is not the one rank 0 wrote; share it between nodes")
+    return pipeline
+
+
+def run_pipeline_for_training(model: Optional[str], dataset: Optional[str], config_file_list: Optional[List[str]] = None,
+                              config_dict: Optional[Dict[str, Any]] = None) -> Optional[PipelineResult]:
+    """S1-S7 exactly as :func:`prepare_run` would run them (same config, seed, dataset and
+    ``data_preparation``), in this process, before training starts elsewhere; ``None`` for a
+    model without the pipeline. A later :func:`prepare_run` reuses every artifact."""
+    config = LLMHNIConfig(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    if not getattr(config.model_class, "needs_pipeline", False):
+        return None
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    check_dataset_present(config)
+    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
+    return _pipeline_once(config, train_data, valid_data)
+
+
+def evaluate_checkpoint(model_file: str, model: Optional[str] = None, dataset: Optional[str] = None,
+                        config_file_list: Optional[List[str]] = None,
+                        config_dict: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The validation and test metrics of a saved checkpoint (of this run's config), with the
+    run's data and S1-S7 artifacts: ``{"valid_result": ..., "test_result": ...}``.
+
+    Works in one process on a checkpoint saved by a distributed run (it carries a
+    single-process config: :mod:`recbole_llmhni.compat`) and in each process of a distributed
+    evaluation (:func:`recbole_llmhni.distributed.launch`).
+    """
+    run = prepare_run(model, dataset, config_file_list, config_dict)
+    show = run.config["show_progress"]
+    valid = run.trainer.evaluate(run.valid_data, load_best_model=True, model_file=model_file, show_progress=show)
+    test = run.trainer.evaluate(run.test_data, load_best_model=True, model_file=model_file, show_progress=show)
+    _close_log_handlers(getLogger())
+    return {"model": run.config["model"], "dataset": run.config["dataset"], "model_file": str(model_file),
+            "valid_result": {k: float(v) for k, v in valid.items()},
+            "test_result": {k: float(v) for k, v in test.items()}}
 
 
 def epochs_of(trainer: Any) -> Tuple[int, int]:
@@ -189,6 +251,7 @@ def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], 
         "noise_ratio": config_get(config, "llmhni_noise_ratio"),
         "seed": config["seed"],
         "device": str(config["device"]),
+        "world_size": int(config["world_size"]) if compat.is_distributed(config) else 1,
         "denoiser_identification": denoiser_identification(run),
     }
 

@@ -31,7 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", "-m", default="LLMHNI_LightGCN", help="model name")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", default=None, help="space-separated YAML config files")
+    group = parser.add_argument_group(
+        "more than one process (torch.distributed: gloo on the CPU, nccl on CUDA; RecBole's names)")
+    group.add_argument("--nproc", type=int, default=1, help="processes on this machine (default 1)")
+    group.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default: nproc)")
+    group.add_argument("--ip", default="localhost", help="address of the machine with group_offset 0")
+    group.add_argument("--port", default="5678", help="free TCP port on that machine")
+    group.add_argument("--group_offset", type=int, default=0,
+                       help="global rank of this machine's first process (0, nproc, 2*nproc, ...)")
     return parser
+
+
+def _distributed(args: argparse.Namespace) -> bool:
+    return int(getattr(args, "nproc", 1) or 1) > 1 or int(getattr(args, "world_size", -1) or -1) > 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,15 +77,25 @@ def run(args: argparse.Namespace) -> int:
     from recbole_llmhni.quick_start import run_recbole_llmhni
 
     config_files = args.config_files.split() if args.config_files else None
+    config_dict = dict(getattr(args, "extra", {}) or {})
     try:
         with isolated_argv():  # the keys travel in config_dict, not through RecBole's argv reader
-            result = run_recbole_llmhni(
-                model=args.model, dataset=args.dataset, config_file_list=config_files,
-                config_dict=dict(getattr(args, "extra", {}) or {}),
-            )
+            if _distributed(args):
+                from recbole_llmhni.distributed import launch
+
+                result = launch("run", args.model, args.dataset, config_files, config_dict, nproc=args.nproc,
+                                world_size=args.world_size, ip=args.ip, port=args.port,
+                                group_offset=args.group_offset)
+            else:
+                result = run_recbole_llmhni(
+                    model=args.model, dataset=args.dataset, config_file_list=config_files, config_dict=config_dict,
+                )
     except (UnknownModelError, DatasetNotFoundError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if result is None:  # a node without global rank 0: its record is on that node
+        print("done: the run record and metrics are printed by the node with group_offset 0")
+        return 0
     print(format_result(result))
     return 0
 
