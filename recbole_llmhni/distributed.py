@@ -54,6 +54,19 @@ def distributed_keys(nproc: int, world_size: int = -1, ip: str = "localhost", po
     return {"world_size": world_size, "ip": str(ip), "port": int(port), "nproc": int(nproc), "offset": int(group_offset)}
 
 
+def _make_shared_dirs(model: Optional[str], dataset: Optional[str], config_file_list: Optional[List[str]],
+                      config_dict: Dict[str, Any]) -> None:
+    """Create the folders every worker writes into (RecBole's ``./log/<model>`` and
+    ``checkpoint_dir``) before they start: RecBole's ``ensure_dir`` checks, then creates, so
+    two workers creating the same folder at once fail with ``FileExistsError``. Building the
+    config here also reports a bad key in one line before any process starts."""
+    from recbole_llmhni.config import LLMHNIConfig
+
+    config = LLMHNIConfig(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    for folder in (os.path.join("log", str(config["model"])), str(config["checkpoint_dir"])):
+        os.makedirs(folder, exist_ok=True)
+
+
 def _worker(local_rank: int, task: str, model: Optional[str], dataset: Optional[str],
             config_file_list: Optional[List[str]], config_dict: Dict[str, Any], result_file: str,
             model_file: Optional[str]) -> None:
@@ -98,6 +111,7 @@ def launch(task: str, model: Optional[str] = None, dataset: Optional[str] = None
 
     keys = distributed_keys(nproc, world_size, ip, port, group_offset)
     config_dict = dict(config_dict or {})
+    _make_shared_dirs(model, dataset, config_file_list, config_dict)
     if keys["offset"] == 0:  # S1-S7 once, here, before any worker starts
         run_pipeline_for_training(model, dataset, config_file_list, config_dict)
     with tempfile.TemporaryDirectory(prefix="llmhni-ddp-") as tmp:
