@@ -186,9 +186,7 @@ def main(argv=None) -> int:
         from recbole_llmhni.llm.encoders import SentenceTransformerEncoder
 
         for backend in args.recall_backends or args.backends:
-            key_name = SentenceTransformerEncoder.__new__(SentenceTransformerEncoder)
-            key_name.backend, key_name.model, key_name.runtime = "sentence-transformers", "m", backend
-            group = key_name.name
+            group = SentenceTransformerEncoder(None, model="m", runtime=backend).text_key("")  # same key, same vectors
             if group in seen:
                 recall[backend] = {**recall[seen[group]], "shared_with": seen[group]}
                 continue

@@ -78,14 +78,14 @@ def test_backend_key_is_validated_with_the_key_and_the_choices_named():
 def test_int8_runtime_has_its_own_name_and_cache_key(tmp_path):
     from recbole_llmhni.llm.cache import LLMCache
 
-    with LLMCache.in_dir(tmp_path) as cache:
-        fp32 = SentenceTransformerEncoder.__new__(SentenceTransformerEncoder)
-        fp32.backend, fp32.model, fp32.runtime = "sentence-transformers", "m", "onnx"
-        int8 = SentenceTransformerEncoder.__new__(SentenceTransformerEncoder)
-        int8.backend, int8.model, int8.runtime = "sentence-transformers", "m", "onnx-int8"
+    with LLMCache.in_dir(tmp_path) as cache:  # no model is loaded before the first cache miss
+        fp32 = SentenceTransformerEncoder(cache, model="m", runtime="onnx")
+        int8 = SentenceTransformerEncoder(cache, model="m", runtime="onnx-int8")
         assert fp32.name == "sentence-transformers/m" and int8.name == "sentence-transformers/m@int8"
         assert fp32.text_key("t") == cache_key("embedding", "sentence-transformers", "m", {}, "t")
         assert int8.text_key("t") != fp32.text_key("t")
+        with pytest.raises(ValueError, match=r"llmhni_encoder_backend='tensorrt'.*torch, onnx, onnx-int8"):
+            SentenceTransformerEncoder(cache, model="m", runtime="tensorrt")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
@@ -151,3 +151,34 @@ def test_item_mean_option_replaces_only_composed_profiles_of_users_with_training
     assert mean.key != default.key  # another S1 stage: the default's stays valid
     with pytest.raises(ValueError, match="llmhni_profileless_users"):
         store.encode_profiles({**base, "llmhni_profileless_users": "zero"}, inputs, TableEncoder(table))
+
+
+def test_item_mean_on_the_tiny_dataset_uses_the_training_split_of_the_two_composed_users(recbole_workdir, tiny_dataset):
+    import hashlib
+
+    from recbole_llmhni.config import LLMHNIConfig
+    from recbole_llmhni.data.dataset import LLMHNIDataset
+
+    class HashEncoder:
+        name = "test/hash-8"
+
+        def encode(self, texts, kind=None):
+            return np.asarray([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:12], 16)).normal(size=8)
+                               for t in texts.values()], dtype=np.float32)
+
+    config = LLMHNIConfig(model="LLMHNI_LightGCN", dataset="tiny", config_dict={
+        "data_path": tiny_dataset["data_path"], "show_progress": False, "llmhni_profileless_users": "item_mean",
+        "llmhni_artifact_dir": str(recbole_workdir / "art")})
+    train = LLMHNIDataset(config).build()[0]
+    inputs = store.SemanticInputs.from_dataset(train)
+    raw = store.encode_profiles(train.config, inputs, HashEncoder())
+    item_row = {t: k + 1 for k, t in enumerate(inputs.item_tokens)}
+    user_row = {t: k + 1 for k, t in enumerate(inputs.user_tokens)}
+    for user in tiny_dataset["users"][:2]:  # composed profiles: mean of their 4 training items, renormalised
+        items = [i for u, i in tiny_dataset["splits"]["train"] if u == user]
+        assert len(items) == 4
+        mean = raw.item[[item_row[i] for i in items]].mean(axis=0)
+        np.testing.assert_allclose(raw.user[user_row[user]], mean / np.linalg.norm(mean), atol=1e-6)
+    given = tiny_dataset["users"][2]  # a profile from the file: its text's vector
+    expected = HashEncoder().encode({"x": f"Reader {given}."})[0]
+    np.testing.assert_allclose(raw.user[user_row[given]], expected / np.linalg.norm(expected), atol=1e-6)

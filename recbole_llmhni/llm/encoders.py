@@ -234,7 +234,7 @@ class SentenceTransformerEncoder(CachedTextEncoder):
         self.batch_size = int(batch_size)
         self.device = device
         self.runtime = runtime
-        self.onnx_dir = Path(onnx_dir) if onnx_dir else Path(self.cache.path).parent / "onnx"
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else None  #: None: ``onnx/`` beside the cache file
         self._model: Any = None
         self._onnx: Any = None
         self._load_lock = threading.Lock()
@@ -289,7 +289,8 @@ class SentenceTransformerEncoder(CachedTextEncoder):
         if self._onnx is None:
             from recbole_llmhni.llm.onnx_runtime import OnnxSentenceModel, export_onnx
 
-            path = export_onnx(model, self._source, self.onnx_dir, int8=self.runtime == "onnx-int8")
+            folder = self.onnx_dir or Path(self.cache.path).parent / "onnx"
+            path = export_onnx(model, self._source, folder, int8=self.runtime == "onnx-int8")
             self._onnx = OnnxSentenceModel(path, model, threads=torch.get_num_threads())
         return self._onnx.encode, self._onnx.token_lengths
 
