@@ -93,7 +93,7 @@ class SemanticInputs:
             item_texts=list(train.item_profiles()[1:]),
             train_users=users,
             train_items=items,
-            user_given=list(train.user_profile_given()[1:]),
+            user_given=list(train.user_profile_given()[1:]) if hasattr(train, "user_profile_given") else None,
         )
 
     def profileless_users(self) -> np.ndarray:
