@@ -138,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--slow_limit", type=int, default=None, help="texts timed for torch (default: --limit)")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--batch_size", type=int, default=64, help="llmhni_encoder_batch_size (default 64)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch / ONNX Runtime threads (default: torch's, i.e. OMP_NUM_THREADS or the core count)")
     parser.add_argument("--no_recall", action="store_true", help="skip part 2 (the alignment check)")
     parser.add_argument("--recall_backends", nargs="+", default=None, choices=BACKENDS,
                         help="backends whose Recall@20 is measured (default: all of --backends)")
@@ -151,6 +153,8 @@ def main(argv=None) -> int:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     texts = load_profiles(args.data_path, args.dataset)
     rng = np.random.default_rng(0)
     order = rng.permutation(len(texts))
