@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["Spec", "KEYS", "ENCODERS", "RATERS", "SEMANTIC_THRESHOLDS", "RESPONSE_FORMATS", "NEG_MODES", "BACKBONES", "ADJ_LAYOUTS",
+__all__ = ["Spec", "KEYS", "ENCODERS", "ENCODER_BACKENDS", "PROFILELESS_USERS", "RATERS", "SEMANTIC_THRESHOLDS", "RESPONSE_FORMATS", "NEG_MODES", "BACKBONES", "ADJ_LAYOUTS",
            "LLM_MODES",
            "DENOISER_KEYS"]
 
 ENCODERS = ("sentence-transformers", "openai", "precomputed")
+ENCODER_BACKENDS = ("torch", "onnx", "onnx-int8")
+PROFILELESS_USERS = ("compose", "item_mean")
 RATERS = ("semantic", "openai", "oracle")
 SEMANTIC_THRESHOLDS = ("quantile", "absolute")
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
@@ -121,6 +123,7 @@ KEYS: Dict[str, Spec] = {
     # data
     "llmhni_artifact_dir": STR,
     "llmhni_profile_history_len": _int(0),
+    "llmhni_profileless_users": _choice(PROFILELESS_USERS),
     "llmhni_noise_ratio": _float(0, 1),
     "llmhni_noise_seed": _int(),
     # backbones
@@ -128,6 +131,7 @@ KEYS: Dict[str, Spec] = {
     # S1 encoders, S6 raters, API access
     "llmhni_encoder": _choice(ENCODERS),
     "llmhni_encoder_model": OPTIONAL_STR,
+    "llmhni_encoder_backend": _choice(ENCODER_BACKENDS),
     "llmhni_encoder_batch_size": _int(1),
     "llmhni_encoder_dimensions": _int(1, nullable=True),
     "llmhni_encoder_device": OPTIONAL_STR,

