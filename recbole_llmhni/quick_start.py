@@ -24,8 +24,9 @@ from recbole.utils import init_logger, init_seed, set_color, ModelType
 from recbole_llmhni import compat
 from recbole_llmhni.artifacts import atomic_write_json
 from recbole_llmhni.config import LLMHNIConfig
-from recbole_llmhni.config.defaults import config_get
+from recbole_llmhni.config.defaults import config_get, neg_mode_of
 from recbole_llmhni.data.locate import check_dataset_present
+from recbole_llmhni.data.negatives import S3TrainDataLoader, uses_s3_loader
 from recbole_llmhni.pipeline.pipeline import LLMHNIPipeline
 from recbole_llmhni.pipeline.results import PipelineResult
 from recbole_llmhni.training import make_trainer, sampling_summary
@@ -138,14 +139,21 @@ def prepare_run(
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
 
     pipeline = None
-    if getattr(config.model_class, "needs_pipeline", False):
+    s3_loader = uses_s3_loader(config)  # llmhni_neg_mode: dns / semantic on a model without in-batch S3
+    if getattr(config.model_class, "needs_pipeline", False) or (s3_loader and neg_mode_of(config) == "semantic"):
         train_split = train_data._dataset  # the split RecBole hands the model
         pipeline = LLMHNIPipeline(config).run(train_split, valid_data._dataset)  # never the test split
         train_split.llmhni_inputs = pipeline.model_inputs()
+    if s3_loader:
+        train_data = S3TrainDataLoader.replacing(train_data, config, pipeline.model_inputs() if pipeline else None)
+        logger.info(f"S3 train loader: llmhni_neg_mode={train_data.neg_mode}, M={train_data.neg_candidates}, "
+                    f"k={train_data.neg_topk}, q={train_data.fn_quantile_used}, scored by {config['model']}.predict")
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_obj = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model_obj)
+    if s3_loader:
+        train_data.get_model(model_obj)
     trainer = make_trainer(config, model_obj)
     return PreparedRun(config, dataset_obj, train_data, valid_data, test_data, model_obj, trainer,
                        time.perf_counter() - started, pipeline)
@@ -181,7 +189,9 @@ def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], 
         "setup_seconds": run.setup_seconds,
         "train_seconds": train_seconds,
         "epochs": list(getattr(trainer, "epoch_records", [])),
-        "negative_sampling": sampling_summary(getattr(run, "model", None), list(getattr(trainer, "epoch_records", []))),
+        "negative_sampling": sampling_summary(
+            run.train_data if hasattr(run.train_data, "neg_mode") else getattr(run, "model", None),
+            list(getattr(trainer, "epoch_records", []))),
         "pipeline": run.pipeline.to_dict() if run.pipeline is not None else None,
         "encoder": _encoder_name(run) if plugin else None,
         "rater": config_get(config, "llmhni_rater") if plugin and config_get(config, "llmhni_denoise")

@@ -36,6 +36,9 @@ the LLM cache). Stages the config does not use are ``off``:
 * S1-S2 when neither S3 (``llmhni_neg_mode: semantic``) nor the semantic stand-in rater needs
   :math:`s(u, i)`; S2 alone with ``llmhni_use_alignment: False``;
 * S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``);
+* S4-S7 for a model that is not the plugin's (no ``needs_pipeline``: BPR, SGL, ... with
+  ``llmhni_neg_mode: semantic``), which reads S1-S2 in the S3 train loader only
+  (:mod:`recbole_llmhni.data.negatives`);
 * everything but S1 for a model whose class sets ``profile_embeddings_only`` (RLMRec, which
   maps S1's raw profile embeddings with its own MLP: :mod:`recbole_llmhni.models.rlmrec`).
 
@@ -58,7 +61,7 @@ import numpy as np
 import torch
 
 from recbole_llmhni.artifacts import StageDir, atomic_write_json, digest, edges_fingerprint
-from recbole_llmhni.config.defaults import config_get
+from recbole_llmhni.config.defaults import config_get, neg_mode_of
 from recbole_llmhni.denoise import calibrate
 from recbole_llmhni.denoise import candidates as s5
 from recbole_llmhni.denoise import pretrain as s4
@@ -86,7 +89,7 @@ class StagePlan:
             self.semantic_rater = bool(getattr(rater, "is_stand_in", False))
         else:
             self.semantic_rater = config_get(config, "llmhni_rater") in ("semantic", "oracle")
-        self.s3_semantic = config_get(config, "llmhni_neg_mode") == "semantic"
+        self.s3_semantic = neg_mode_of(config) == "semantic"
         self.aligned = bool(config_get(config, "llmhni_use_alignment"))
         self.s3_calibrate = self.s3_semantic and config_get(config, "llmhni_fn_quantile") == "auto"
         self.semantic = self.s3_semantic or (self.denoise and self.semantic_rater)
@@ -95,6 +98,12 @@ class StagePlan:
         if self.profiles_only:
             self.semantic, self.aligned, self.s3_semantic = True, False, False
             self.denoise = self.warm_start = self.semantic_rater = False
+        # any other model (BPR, SGL, ... with llmhni_neg_mode: semantic): S1-S2 for the S3 train loader only
+        model_class = getattr(config, "model_class", None)
+        self.sampler_only = model_class is not None and not getattr(model_class, "needs_pipeline", False)
+        if self.sampler_only:
+            self.denoise = self.warm_start = self.semantic_rater = False
+            self.semantic = self.s3_semantic
 
     def as_dict(self) -> Dict[str, bool]:
         return dict(vars(self))
@@ -172,7 +181,8 @@ class LLMHNIPipeline:
             for stage in ("S4 pretrain", "S5 candidates", "S6 rate", "S7 rewrite"):
                 if not any(r.stage == stage for r in self.reports):
                     self._report(stage, "off", reason="the model reads S1's profile embeddings only"
-                                 if self.plan.profiles_only else "llmhni_denoise=False: G' = G")
+                                 if self.plan.profiles_only else "S3 train loader only (not an LLMHNI model)"
+                                 if self.plan.sampler_only else "llmhni_denoise=False: G' = G")
         logger.info(f"pipeline S1-S7 ready in {time.perf_counter() - started:.1f} s")
         return result
 
