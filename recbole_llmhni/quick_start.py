@@ -56,7 +56,12 @@ def run_pipeline(model: str, dataset: str, config_file_list: Optional[List[str]]
     """S1-S7 alone, on the training split a run would use (``python -m recbole_llmhni pipeline``)."""
     config = build_config(model, dataset, config_file_list, config_dict)
     train, valid, _ = build_splits(config)
-    return LLMHNIPipeline(config).run(train, valid)
+    return LLMHNIPipeline(config, sampler_only=_s3_loader_only(config)).run(train, valid)
+
+
+def _s3_loader_only(config: Any) -> bool:
+    """A model other than the plugin's pipeline models, with S3 in the train loader: S1-S2 only."""
+    return uses_s3_loader(config) and not getattr(config.model_class, "needs_pipeline", False)
 
 
 def alignment_check(model: str = "LLMHNI_LightGCN", dataset: str = "ml-100k", config_file_list: Optional[List[str]] = None,
@@ -142,7 +147,8 @@ def prepare_run(
     s3_loader = uses_s3_loader(config)  # llmhni_neg_mode: dns / semantic on a model without in-batch S3
     if getattr(config.model_class, "needs_pipeline", False) or (s3_loader and neg_mode_of(config) == "semantic"):
         train_split = train_data._dataset  # the split RecBole hands the model
-        pipeline = LLMHNIPipeline(config).run(train_split, valid_data._dataset)  # never the test split
+        pipeline = LLMHNIPipeline(config, sampler_only=_s3_loader_only(config)).run(
+            train_split, valid_data._dataset)  # never the test split
         train_split.llmhni_inputs = pipeline.model_inputs()
     if s3_loader:
         train_data = S3TrainDataLoader.replacing(train_data, config, pipeline.model_inputs() if pipeline else None)
@@ -190,7 +196,7 @@ def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], 
         "train_seconds": train_seconds,
         "epochs": list(getattr(trainer, "epoch_records", [])),
         "negative_sampling": sampling_summary(
-            run.train_data if hasattr(run.train_data, "neg_mode") else getattr(run, "model", None),
+            run.train_data if hasattr(getattr(run, "train_data", None), "neg_mode") else getattr(run, "model", None),
             list(getattr(trainer, "epoch_records", []))),
         "pipeline": run.pipeline.to_dict() if run.pipeline is not None else None,
         "encoder": _encoder_name(run) if plugin else None,

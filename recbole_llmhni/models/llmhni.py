@@ -29,9 +29,12 @@ The semantic relevance :math:`s(u, j) = \langle z'_u, z'_j \rangle` comes from S
 
 Config keys (defaults in ``properties/overall.yaml``):
 
-``llmhni_neg_mode`` (``semantic``)
+``llmhni_neg_mode`` (``~``: ``semantic`` for these models, :attr:`LLMHNIMixin.default_neg_mode`)
     ``uniform`` (RecBole's sampled negative; trains exactly like the backbone), ``dns``
     (score only: the highest-scored of :math:`M` candidates) or ``semantic`` (LLMHNI's S3).
+    Any other pairwise model takes ``dns`` / ``semantic`` too, in the train loader of
+    :mod:`recbole_llmhni.data.negatives`, through the same
+    :func:`~recbole_llmhni.semantic.sampling.sample_negatives`.
 ``llmhni_neg_candidates`` (``8``)
     :math:`M`, uniform candidates per training row.
 ``llmhni_neg_topk`` (``1``)

@@ -36,9 +36,8 @@ the LLM cache). Stages the config does not use are ``off``:
 * S1-S2 when neither S3 (``llmhni_neg_mode: semantic``) nor the semantic stand-in rater needs
   :math:`s(u, i)`; S2 alone with ``llmhni_use_alignment: False``;
 * S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``);
-* S4-S7 for a model that is not the plugin's (no ``needs_pipeline``: BPR, SGL, ... with
-  ``llmhni_neg_mode: semantic``), which reads S1-S2 in the S3 train loader only
-  (:mod:`recbole_llmhni.data.negatives`);
+* S4-S7 with ``sampler_only`` (a run of BPR, SGL, ... with ``llmhni_neg_mode: semantic``,
+  which reads S1-S2 in the S3 train loader only: :mod:`recbole_llmhni.data.negatives`);
 * everything but S1 for a model whose class sets ``profile_embeddings_only`` (RLMRec, which
   maps S1's raw profile embeddings with its own MLP: :mod:`recbole_llmhni.models.rlmrec`).
 
@@ -82,7 +81,7 @@ RecPreTrainer = Callable[[Any, Any, Dict[str, Any]], torch.nn.Module]
 class StagePlan:
     """Which stages a config uses (see the module docstring); ``rater``: one passed in, if any."""
 
-    def __init__(self, config: Any, rater: Any = None) -> None:
+    def __init__(self, config: Any, rater: Any = None, sampler_only: bool = False) -> None:
         self.denoise = bool(config_get(config, "llmhni_denoise"))
         self.warm_start = bool(config_get(config, "llmhni_warm_start"))
         if rater is not None:
@@ -98,9 +97,8 @@ class StagePlan:
         if self.profiles_only:
             self.semantic, self.aligned, self.s3_semantic = True, False, False
             self.denoise = self.warm_start = self.semantic_rater = False
-        # any other model (BPR, SGL, ... with llmhni_neg_mode: semantic): S1-S2 for the S3 train loader only
-        model_class = getattr(config, "model_class", None)
-        self.sampler_only = model_class is not None and not getattr(model_class, "needs_pipeline", False)
+        # for the S3 train loader of another model (BPR, SGL, ... with llmhni_neg_mode: semantic): S1-S2 only
+        self.sampler_only = bool(sampler_only)
         if self.sampler_only:
             self.denoise = self.warm_start = self.semantic_rater = False
             self.semantic = self.s3_semantic
@@ -119,12 +117,14 @@ class LLMHNIPipeline:
             in S6's key.
         rec_pre_trainer: ``(config, train_dataset, material) -> model`` for S4 (default
             :func:`recbole_llmhni.denoise.pretrain.train_rec_pre`).
+        sampler_only: the stages the S3 train loader of a model other than LLMHNI reads (S1-S2,
+            S3 calibrate), S4-S7 off (:func:`recbole_llmhni.quick_start.prepare_run` sets it).
     """
 
     def __init__(self, config: Any, encoder: Any = None, rater: Any = None,
-                 rec_pre_trainer: Optional[RecPreTrainer] = None) -> None:
+                 rec_pre_trainer: Optional[RecPreTrainer] = None, sampler_only: bool = False) -> None:
         self.config = config
-        self.plan = StagePlan(config, rater)
+        self.plan = StagePlan(config, rater, sampler_only)
         self._encoder = encoder
         self._rater = rater
         self._train_rec_pre: RecPreTrainer = rec_pre_trainer or s4.train_rec_pre

@@ -27,6 +27,11 @@ For every training row :math:`(u, i^+)` of a batch:
    user's training positives (:func:`per_user_quantile`), computed once: a candidate at least
    as relevant as the user's typical positive is treated as a missed positive, not a negative.
 
+:func:`sample_negatives` runs steps 1-4 for a batch; it is the one selection of the plugin,
+called by the LLMHNI models in-batch (scores from the embeddings the step propagated) and by
+the S3 train loader of any other pairwise model (:mod:`recbole_llmhni.data.negatives`: scores
+from the model's ``predict``).
+
 Candidate drawing, our choice (DESIGN.md section 3). RecBole's sampler rejects used ids with a
 Python loop per sample, so the candidates are drawn here with torch: uniform draws, then
 collisions with the user's training positives (a binary search in the sorted keys
