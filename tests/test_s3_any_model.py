@@ -102,6 +102,7 @@ def test_the_loader_and_the_llmhni_models_share_one_selection_function():
 @pytest.mark.parametrize("model, extra, reason", [
     ("NeuMF", {}, "its input is pointwise"),
     ("WBPR_LightGCN", {}, "it draws its own negatives"),
+    ("MultiVAE", {}, "never reads the sampled negative"),  # pairwise, but trains on the user's whole row
     ("BPR", {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "dynamic": True, "candidate_num": 4}},
      "RecBole's dynamic sampling"),
 ])

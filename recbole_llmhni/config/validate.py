@@ -138,6 +138,8 @@ def check_neg_mode_fits(model_class: Any, items: Mapping[str, Any]) -> None:
         reason = "it draws its own negatives"
     elif getattr(model_class, "profile_embeddings_only", False):
         reason = "its pipeline runs S1 only, not the S2 alignment S3 reads"
+    elif not _reads_sampled_negative(model_class):
+        reason = "its training never reads the sampled negative (NEG_ITEM_ID)"
     if reason is not None:
         raise ConfigError(
             f"llmhni_neg_mode={mode} cannot apply to {model}: {reason}; leave llmhni_neg_mode unset (~) for the "
@@ -146,3 +148,24 @@ def check_neg_mode_fits(model_class: Any, items: Mapping[str, Any]) -> None:
     topk, candidates = items.get("llmhni_neg_topk") or 1, items.get("llmhni_neg_candidates") or 1
     if topk > candidates:
         raise ConfigError(f"llmhni_neg_topk={topk} exceeds llmhni_neg_candidates={candidates}; use a k no larger than M.")
+
+
+def _reads_sampled_negative(model_class: Any) -> bool:
+    """Whether the model's own code (its classes below RecBole's ``GeneralRecommender``) reads
+    ``NEG_ITEM_ID``: RecBole samples negatives for every pairwise model, but some never use
+    them (MultiVAE, RecVAE, ... train on the user's whole row), so S3 would change nothing.
+    A class without readable source is given the benefit of the doubt."""
+    import inspect
+
+    from recbole.model.abstract_recommender import GeneralRecommender
+
+    for klass in getattr(model_class, "__mro__", ()):
+        if klass is GeneralRecommender or klass is object:
+            break
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            return True
+        if "NEG_ITEM_ID" in source:
+            return True
+    return False
