@@ -21,8 +21,8 @@ negatives, and ``dns`` on score-only ones:
 :func:`recbole_llmhni.quick_start.prepare_run` on the training split before the model is
 built, exactly as for the LLMHNI models (cached under ``llmhni_artifacts/``). The config
 check (:func:`recbole_llmhni.config.validate.check_neg_mode_fits`) refuses, in one line, a
-model this cannot serve (pointwise input, no sampled negatives, RecBole's dynamic sampling
-on as well, a model drawing its own negatives).
+model this cannot serve (pointwise input, no sampled negatives, a model that never reads
+its sampled negative, RecBole's dynamic sampling on as well, a model drawing its own negatives).
 
 Mode switches: scoring needs ``eval`` mode (dropout off), but some models redo work in
 ``train()`` (RecBole's SGL rebuilds its augmented graphs there), so the switch back to
