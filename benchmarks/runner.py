@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from records import RECORD_FORMAT, finished_record, stopped_record, where
-from suites import BORROWED, Job, suite_jobs
+from suites import BORROWED, Job, dataset_properties, suite_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 #: User-item scores per full-sort evaluation batch. RecBole's default (4096) is one user per
@@ -178,15 +178,16 @@ def select_jobs(args: argparse.Namespace) -> List[Job]:
 
 
 def job_params(args: argparse.Namespace, job: Job, workdir: Path, extra: Dict[str, Any]) -> Dict[str, Any]:
-    """The config dict of one job: the harness's settings, then the job's, then ``--set``."""
+    """The config dict of one job: ``properties/dataset/<dataset>.yaml`` (what a user passes with
+    ``--config_files``), the harness's settings, then the job's, then ``--set``."""
     data_path = Path(args.data_path).resolve()
     fresh = job.suite == "speed" or args.fresh_artifacts
-    params: Dict[str, Any] = {
+    params: Dict[str, Any] = {"eval_batch_size": EVAL_BATCH, **dataset_properties(job.dataset)}
+    params.update({
         "llmhni_cache_dir": str(Path(args.cache_dir).resolve()),
         "llmhni_artifact_dir": str(workdir / "llmhni_artifacts") if fresh else str(Path(args.artifact_dir).resolve()),
         "show_progress": False, "checkpoint_dir": str(workdir / "saved"),
-        "eval_batch_size": EVAL_BATCH,
-    }
+    })
     if (data_path / job.dataset).is_dir():  # else RecBole's own (ml-100k ships with RecBole)
         params["data_path"] = str(data_path)
     if args.epochs:

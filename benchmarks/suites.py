@@ -4,7 +4,8 @@ A :class:`Job` is one model on one dataset with its config overrides; :func:`sui
 lists a suite's jobs in the order they are started, which is also the order of the rows in
 the report. Pure definitions: nothing here trains or reads results; the config overrides of
 the DNS, S8, noise and ablation rows are read from the repository's top-level ``properties/``,
-the same YAML files a user passes with ``--config_files``; the ``paper`` suite reads the
+the same YAML files a user passes with ``--config_files`` (and every job of a dataset gets
+``properties/dataset/<dataset>.yaml``, in the runner); the ``paper`` suite reads the
 shipped SGL YAML (its one home) for amazon-books.
 """
 from __future__ import annotations
@@ -22,6 +23,11 @@ PROPERTIES = Path(__file__).resolve().parents[1] / "properties"
 def properties(name: str) -> Dict[str, Any]:
     """The config keys of ``properties/<name>.yaml`` (an experiment file users pass too)."""
     return yaml.safe_load((PROPERTIES / f"{name}.yaml").read_text()) or {}
+
+
+def dataset_properties(dataset: str) -> Dict[str, Any]:
+    """``properties/dataset/<dataset>.yaml`` (data layout, evaluation settings), ``{}`` if there is none."""
+    return properties(f"dataset/{dataset}") if (PROPERTIES / "dataset" / f"{dataset}.yaml").is_file() else {}
 
 
 SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3", "paper", "denoisers")

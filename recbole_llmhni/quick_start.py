@@ -24,8 +24,9 @@ from recbole.utils import init_logger, init_seed, set_color, ModelType
 from recbole_llmhni import compat
 from recbole_llmhni.artifacts import atomic_write_json
 from recbole_llmhni.config import LLMHNIConfig
-from recbole_llmhni.config.defaults import config_get
+from recbole_llmhni.config.defaults import config_get, neg_mode_of
 from recbole_llmhni.data.locate import check_dataset_present
+from recbole_llmhni.data.negatives import S3TrainDataLoader, uses_s3_loader
 from recbole_llmhni.pipeline.pipeline import LLMHNIPipeline
 from recbole_llmhni.pipeline.results import PipelineResult
 from recbole_llmhni.training import make_trainer, sampling_summary
@@ -56,7 +57,18 @@ def run_pipeline(model: str, dataset: str, config_file_list: Optional[List[str]]
     """S1-S7 alone, on the training split a run would use (``python -m recbole_llmhni pipeline``)."""
     config = build_config(model, dataset, config_file_list, config_dict)
     train, valid, _ = build_splits(config)
-    return LLMHNIPipeline(config).run(train, valid)
+    return LLMHNIPipeline(config, sampler_only=_s3_loader_only(config)).run(train, valid)
+
+
+def _s3_loader_only(config: Any) -> bool:
+    """A model other than the plugin's pipeline models, with S3 in the train loader: S1-S2 only."""
+    return uses_s3_loader(config) and not getattr(config.model_class, "needs_pipeline", False)
+
+
+def _runs_pipeline(config: Any) -> bool:
+    """The run needs the pipeline: a plugin pipeline model, or S3 (``semantic``) in the train loader."""
+    return bool(getattr(config.model_class, "needs_pipeline", False)
+                or (uses_s3_loader(config) and neg_mode_of(config) == "semantic"))
 
 
 def alignment_check(model: str = "LLMHNI_LightGCN", dataset: str = "ml-100k", config_file_list: Optional[List[str]] = None,
@@ -137,18 +149,27 @@ def prepare_run(
     dataset_obj = create_dataset(config)
     logger.info(dataset_obj)
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
+
+    s3_loader = uses_s3_loader(config)  # llmhni_neg_mode: dns / semantic on a model without in-batch S3
     pipeline = _pipeline_once(config, train_data, valid_data)
+    if s3_loader:
+        train_data = S3TrainDataLoader.replacing(train_data, config, pipeline.model_inputs() if pipeline else None)
+        logger.info(f"S3 train loader: llmhni_neg_mode={train_data.neg_mode}, M={train_data.neg_candidates}, "
+                    f"k={train_data.neg_topk}, q={train_data.fn_quantile_used}, scored by {config['model']}.predict")
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_obj = config.model_class(config, train_data._dataset).to(config["device"])
     logger.info(model_obj)
+    if s3_loader:
+        train_data.get_model(model_obj)
     trainer = make_trainer(config, model_obj)
     return PreparedRun(config, dataset_obj, train_data, valid_data, test_data, model_obj, trainer,
                        time.perf_counter() - started, pipeline)
 
 
 def _pipeline_once(config: Any, train_data: Any, valid_data: Any) -> Optional[PipelineResult]:
-    """S1-S7 for a model that needs them (``None`` otherwise), on the split RecBole hands the model.
+    """S1-S7 for a model that needs them, S1-S2 for the S3 train loader of a RecBole model
+    (``llmhni_neg_mode: semantic``), ``None`` otherwise; on the split RecBole hands the model.
 
     In a distributed run, rank 0 runs the pipeline first (reusing what the launching process
     computed: :mod:`recbole_llmhni.distributed`) and the other ranks wait at a barrier, then
@@ -156,7 +177,7 @@ def _pipeline_once(config: Any, train_data: Any, valid_data: Any) -> Optional[Pi
     that still computes a stage has an artifact folder rank 0 did not write (several nodes
     without a shared ``llmhni_artifact_dir``): it says so.
     """
-    if not getattr(config.model_class, "needs_pipeline", False):
+    if not _runs_pipeline(config):
         return None
     distributed = compat.is_distributed(config)
     if distributed:
@@ -166,7 +187,8 @@ def _pipeline_once(config: Any, train_data: Any, valid_data: Any) -> Optional[Pi
         if not first:
             dist.barrier()
     train_split = train_data._dataset  # the split RecBole hands the model
-    pipeline = LLMHNIPipeline(config).run(train_split, valid_data._dataset)  # never the test split
+    pipeline = LLMHNIPipeline(config, sampler_only=_s3_loader_only(config)).run(
+        train_split, valid_data._dataset)  # never the test split
     train_split.llmhni_inputs = pipeline.model_inputs()
     if distributed:
         if first:
@@ -184,7 +206,7 @@ def run_pipeline_for_training(model: Optional[str], dataset: Optional[str], conf
     ``data_preparation``), in this process, before training starts elsewhere; ``None`` for a
     model without the pipeline. A later :func:`prepare_run` reuses every artifact."""
     config = LLMHNIConfig(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    if not getattr(config.model_class, "needs_pipeline", False):
+    if not _runs_pipeline(config):
         return None
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -243,7 +265,9 @@ def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], 
         "setup_seconds": run.setup_seconds,
         "train_seconds": train_seconds,
         "epochs": list(getattr(trainer, "epoch_records", [])),
-        "negative_sampling": sampling_summary(getattr(run, "model", None), list(getattr(trainer, "epoch_records", []))),
+        "negative_sampling": sampling_summary(
+            run.train_data if hasattr(getattr(run, "train_data", None), "neg_mode") else getattr(run, "model", None),
+            list(getattr(trainer, "epoch_records", []))),
         "pipeline": run.pipeline.to_dict() if run.pipeline is not None else None,
         "encoder": _encoder_name(run) if plugin else None,
         "rater": config_get(config, "llmhni_rater") if plugin and config_get(config, "llmhni_denoise")

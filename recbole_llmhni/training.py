@@ -57,7 +57,7 @@ class EpochRecorder:
             for key, value in norms.items():
                 if tensorboard is not None:
                     tensorboard.add_scalar(key.replace("_", " ").title().replace(" ", ""), value, epoch_idx)
-        stats_of = getattr(self.model, "negative_sampling_stats", None)
+        stats_of = getattr(self.model, "negative_sampling_stats", None) or getattr(train_data, "negative_sampling_stats", None)
         stats = stats_of(reset=True) if callable(stats_of) else {}
         if stats:
             record["negative_sampling"] = stats
@@ -76,9 +76,10 @@ class EpochRecorder:
         return score, result
 
 
-def sampling_summary(model: torch.nn.Module, epoch_records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def sampling_summary(model: Any, epoch_records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """The run record's ``negative_sampling``: S3's settings as used, and the epochs' counters summed.
 
+    ``model``: what ran S3 (an LLMHNI model, or the S3 train loader of any other model).
     ``None`` for a model without S3 (a plain RecBole model). Shares are over all rows of all
     epochs (each epoch's share weighted by its rows).
     """

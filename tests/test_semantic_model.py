@@ -9,6 +9,7 @@ from recbole.utils import init_seed
 
 from recbole_llmhni import registry
 from recbole_llmhni.config import ConfigError, LLMHNIConfig
+from recbole_llmhni.config.defaults import neg_mode_of
 from recbole_llmhni.models.inputs import MissingInputsError
 from recbole_llmhni.pipeline import LLMHNIPipeline
 from recbole_llmhni.data.dataset import LLMHNIDataset
@@ -59,7 +60,7 @@ def test_models_are_registered_with_their_defaults():
     assert registry.get_model("LLMHNI_LightGCN") is LLMHNI_LightGCN
     assert registry.get_model("LLMHNI_NGCF") is LLMHNI_NGCF
     config = LLMHNIConfig(model="LLMHNI_NGCF", dataset="ml-100k", config_dict={})
-    assert config["llmhni_neg_mode"] == "semantic" and config["llmhni_denoise"] is True
+    assert neg_mode_of(config) == "semantic" and config["llmhni_denoise"] is True  # llmhni_neg_mode: ~ = the model's own
     assert config["hidden_size_list"] == [64, 64, 64]  # the backbone's own defaults are layered too
     assert config["llmhni_align_top_n"] == 50
 

@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import yaml
 
-__all__ = ["PROPERTIES_DIR", "OVERALL_YAML", "plugin_defaults", "config_get"]
+__all__ = ["PROPERTIES_DIR", "OVERALL_YAML", "plugin_defaults", "config_get", "neg_mode_of"]
 
 PROPERTIES_DIR = Path(__file__).resolve().parents[1] / "properties"
 OVERALL_YAML = PROPERTIES_DIR / "overall.yaml"
@@ -49,3 +49,13 @@ def config_get(config: Any, key: str, default: Any = None) -> Any:
         return value
     shipped = plugin_defaults().get(key, _MISSING) if key.startswith("llmhni_") else _MISSING
     return default if shipped is _MISSING or shipped is None else shipped
+
+
+def neg_mode_of(config: Any) -> str:
+    """``llmhni_neg_mode`` as a run uses it: the value set, else (``~``, the shipped default) the
+    model's own: its class's ``default_neg_mode`` (``semantic`` for the LLMHNI models), or
+    ``uniform`` (RecBole's sampled negatives, as ``train_neg_sample_args`` says) for any other."""
+    value = config_get(config, "llmhni_neg_mode")
+    if value is not None:
+        return value
+    return getattr(getattr(config, "model_class", None), "default_neg_mode", "uniform")

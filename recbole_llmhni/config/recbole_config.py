@@ -21,7 +21,7 @@ from recbole.config import Config
 
 from recbole_llmhni import compat, registry
 from recbole_llmhni.config.defaults import PROPERTIES_DIR
-from recbole_llmhni.config.validate import validate
+from recbole_llmhni.config.validate import check_neg_mode_fits, validate
 
 __all__ = ["LLMHNIConfig"]
 
@@ -33,6 +33,7 @@ class LLMHNIConfig(Config):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None) -> None:
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
         self.final_config_dict.update(validate(self.final_config_dict, model=self.final_config_dict.get("model")))
+        check_neg_mode_fits(self.model_class, self.final_config_dict)
 
     def _init_device(self) -> None:
         """RecBole's device set-up, with gloo on the CPU for distributed runs (:func:`recbole_llmhni.compat.init_device`)."""

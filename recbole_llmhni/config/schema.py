@@ -177,7 +177,7 @@ KEYS: Dict[str, Spec] = {
     "llmhni_align_temperature": POSITIVE,
     "llmhni_align_batch_size": _int(1),
     # S3 sampling
-    "llmhni_neg_mode": _choice(NEG_MODES),
+    "llmhni_neg_mode": _choice(NEG_MODES, nullable=True),
     "llmhni_neg_candidates": _int(1),
     "llmhni_neg_topk": _int(1),
     "llmhni_fn_quantile": Spec(float, low=0, high=1, words=("auto",)),

@@ -13,7 +13,7 @@ from typing import Any, Dict, Mapping, Optional
 from recbole_llmhni.config.defaults import plugin_defaults
 from recbole_llmhni.config.schema import DENOISER_KEYS, KEYS
 
-__all__ = ["ConfigError", "validate"]
+__all__ = ["ConfigError", "validate", "check_neg_mode_fits"]
 
 
 class ConfigError(ValueError):
@@ -97,7 +97,7 @@ def _check_together(values: Dict[str, Any], items: Dict[str, Any], model: Option
     neg_args = items.get("train_neg_sample_args") or {}
     if get("llmhni_neg_mode") != "uniform" and isinstance(neg_args, Mapping) and neg_args.get("dynamic", False):
         raise ConfigError(
-            f"llmhni_neg_mode={get('llmhni_neg_mode')} and RecBole's dynamic sampling (train_neg_sample_args.dynamic=True) "
+            f"llmhni_neg_mode={get('llmhni_neg_mode') or 'semantic'} and RecBole's dynamic sampling (train_neg_sample_args.dynamic=True) "
             "both pick hard negatives; keep one (llmhni_neg_mode=uniform for RecBole's)."
         )
     backbone = get("llmhni_pretrain_backbone")
@@ -107,3 +107,65 @@ def _check_together(values: Dict[str, Any], items: Dict[str, Any], model: Option
             f"llmhni_warm_start=True copies Rec_pre into {model}, but llmhni_pretrain_backbone={backbone} is another "
             f"backbone; set llmhni_pretrain_backbone={own} (or ~), or llmhni_warm_start=False."
         )
+
+
+def check_neg_mode_fits(model_class: Any, items: Mapping[str, Any]) -> None:
+    """``llmhni_neg_mode: dns | semantic`` on a model other than the LLMHNI ones runs S3 in the
+    plugin's train loader (:mod:`recbole_llmhni.data.negatives`): refuse, in one line naming the
+    key and the fix, a model that cannot take it, so the setting is never silently ignored.
+
+    ``items``: the built config (``MODEL_TYPE``, ``MODEL_INPUT_TYPE``, ``train_neg_sample_args``).
+    """
+    mode = items.get("llmhni_neg_mode")
+    if mode not in ("dns", "semantic") or getattr(model_class, "samples_negatives_in_batch", False):
+        return
+    from recbole.utils import InputType, ModelType
+
+    model = getattr(model_class, "__name__", str(model_class))
+    neg_args = items.get("train_neg_sample_args") or {}
+    reason = None
+    if items.get("MODEL_TYPE") != ModelType.GENERAL:
+        reason = "it is not a general recommender"
+    elif items.get("MODEL_INPUT_TYPE") != InputType.PAIRWISE:
+        reason = (f"its input is {getattr(items.get('MODEL_INPUT_TYPE'), 'name', '?').lower()}, and S3 picks the "
+                  "negative of a pairwise (user, positive, negative) row")
+    elif not isinstance(neg_args, Mapping) or neg_args.get("distribution", "none") == "none":
+        reason = "it trains without sampled negatives (train_neg_sample_args is none)"
+    elif neg_args.get("dynamic", False):
+        reason = ("RecBole's dynamic sampling (train_neg_sample_args.dynamic=True) already picks its hard negatives; "
+                  "keep one")
+    elif getattr(model_class, "draws_own_negatives", False):
+        reason = "it draws its own negatives"
+    elif getattr(model_class, "profile_embeddings_only", False):
+        reason = "its pipeline runs S1 only, not the S2 alignment S3 reads"
+    elif not _reads_sampled_negative(model_class):
+        reason = "its training never reads the sampled negative (NEG_ITEM_ID)"
+    if reason is not None:
+        raise ConfigError(
+            f"llmhni_neg_mode={mode} cannot apply to {model}: {reason}; leave llmhni_neg_mode unset (~) for the "
+            "model's own negatives, or use a pairwise general recommender (BPR, LightGCN, NGCF, SGL, NCL, ...)."
+        )
+    topk, candidates = items.get("llmhni_neg_topk") or 1, items.get("llmhni_neg_candidates") or 1
+    if topk > candidates:
+        raise ConfigError(f"llmhni_neg_topk={topk} exceeds llmhni_neg_candidates={candidates}; use a k no larger than M.")
+
+
+def _reads_sampled_negative(model_class: Any) -> bool:
+    """Whether the model's own code (its classes below RecBole's ``GeneralRecommender``) reads
+    ``NEG_ITEM_ID``: RecBole samples negatives for every pairwise model, but some never use
+    them (MultiVAE, RecVAE, ... train on the user's whole row), so S3 would change nothing.
+    A class without readable source is given the benefit of the doubt."""
+    import inspect
+
+    from recbole.model.abstract_recommender import GeneralRecommender
+
+    for klass in getattr(model_class, "__mro__", ()):
+        if klass is GeneralRecommender or klass is object:
+            break
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            return True
+        if "NEG_ITEM_ID" in source:
+            return True
+    return False

@@ -149,6 +149,9 @@ class WBPRMixin(DenoiserMixin):
     ``seed``.
     """
 
+    #: ``llmhni_neg_mode: dns | semantic`` is refused for it (config/validate.py)
+    draws_own_negatives = True
+
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         self.wbpr_alpha: float = config["wbpr_alpha"]

@@ -29,9 +29,12 @@ The semantic relevance :math:`s(u, j) = \langle z'_u, z'_j \rangle` comes from S
 
 Config keys (defaults in ``properties/overall.yaml``):
 
-``llmhni_neg_mode`` (``semantic``)
+``llmhni_neg_mode`` (``~``: ``semantic`` for these models, :attr:`LLMHNIMixin.default_neg_mode`)
     ``uniform`` (RecBole's sampled negative; trains exactly like the backbone), ``dns``
     (score only: the highest-scored of :math:`M` candidates) or ``semantic`` (LLMHNI's S3).
+    Any other pairwise model takes ``dns`` / ``semantic`` too, in the train loader of
+    :mod:`recbole_llmhni.data.negatives`, through the same
+    :func:`~recbole_llmhni.semantic.sampling.sample_negatives`.
 ``llmhni_neg_candidates`` (``8``)
     :math:`M`, uniform candidates per training row.
 ``llmhni_neg_topk`` (``1``)
@@ -96,14 +99,15 @@ from recbole_llmhni.models.backbones import BackboneLightGCN, BackboneNGCF
 from recbole_llmhni.models.graph import drop_edges
 from recbole_llmhni.models.inputs import LLMHNIInputs, inputs_of
 from recbole_llmhni.models.losses import cross_graph_infonce, view_contrast
+from recbole_llmhni.config.defaults import neg_mode_of
 from recbole_llmhni.semantic.sampling import (
+    SELECTION_COUNTERS,
+    SemanticFilter,
     TrainingPositives,
     candidate_scores,
-    draw_candidates,
-    per_user_quantile,
-    select_negatives,
-    SELECTION_COUNTERS,
-    selection_counts,
+    false_negative_thresholds,
+    sample_negatives,
+    sampling_shares,
 )
 
 __all__ = ["LLMHNIMixin", "LLMHNI_LightGCN", "LLMHNI_NGCF"]
@@ -125,11 +129,15 @@ class LLMHNIMixin:
 
     #: the run function builds these models after running :class:`recbole_llmhni.pipeline.LLMHNIPipeline`
     needs_pipeline = True
+    #: ``llmhni_neg_mode: ~`` means this for these models (any other model: RecBole's sampled negatives)
+    default_neg_mode = "semantic"
+    #: S3 runs inside ``calculate_loss`` on the propagated embeddings, never in the train loader
+    samples_negatives_in_batch = True
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         # every flag, read once (values checked when the config was built)
-        self.neg_mode: str = config["llmhni_neg_mode"]
+        self.neg_mode: str = neg_mode_of(config)
         self.neg_candidates: int = config["llmhni_neg_candidates"]
         self.neg_topk: int = config["llmhni_neg_topk"]
         self.fn_quantile = config["llmhni_fn_quantile"]  # a number, or "auto"
@@ -188,10 +196,9 @@ class LLMHNIMixin:
             q = float(inputs.fn_quantile)
         self.fn_quantile_used = float(q)
         positives = TrainingPositives.from_keys(self.positive_keys, self.n_items)
-        users, items = positives.users, positives.items
         self.register_buffer(
             "fn_threshold",
-            per_user_quantile(users, self.semantic_relevance(users, items), self.fn_quantile_used, self.n_users),
+            false_negative_thresholds(self.semantic_user, self.semantic_item, positives, self.fn_quantile_used, self.n_users),
             persistent=False,
         )
         getLogger().info(
@@ -250,43 +257,27 @@ class LLMHNIMixin:
         return self._neg_generator
 
     def negative_items(self, interaction, user_e: Tensor, item_e: Tensor) -> Tensor:
-        """S3: one negative per row, by ``llmhni_neg_mode`` (see the module docstring)."""
-        fallback = interaction[self.NEG_ITEM_ID]
-        if self.neg_mode == "uniform":
-            return fallback
+        """S3: one negative per row, by ``llmhni_neg_mode`` (see the module docstring): the
+        plugin's one selection, :func:`~recbole_llmhni.semantic.sampling.sample_negatives`,
+        scoring candidates with the embeddings this step already propagated."""
         user = interaction[self.USER_ID]
-        with torch.no_grad():
-            positives = TrainingPositives.from_keys(self.positive_keys, self.n_items)
-            cand = draw_candidates(
-                user, self.n_items, self.neg_candidates, positives, fallback, self._generator(user.device)
-            )
-            scores = candidate_scores(user_e[user], item_e, cand)
-            if self.neg_mode == "dns":
-                pick = select_negatives("dns", scores)
-            else:
-                relevance = candidate_scores(self.semantic_user[user], self.semantic_item, cand)
-                threshold = self.fn_threshold[user]
-                pick = select_negatives("semantic", scores, relevance, threshold, self.neg_topk)
-                self.sampling_stats += selection_counts(scores, relevance, threshold, pick)
-        return cand.gather(1, pick.unsqueeze(1)).squeeze(1)
+        semantic = (SemanticFilter(self.semantic_user, self.semantic_item, self.fn_threshold)
+                    if self.neg_mode == "semantic" else None)
+        return sample_negatives(
+            self.neg_mode, user, interaction[self.NEG_ITEM_ID], lambda u, c: candidate_scores(user_e[u], item_e, c),
+            TrainingPositives.from_keys(self.positive_keys, self.n_items), self.n_items, self.neg_candidates,
+            self.neg_topk, self._generator(user.device), semantic, self.sampling_stats,
+        )
 
     def negative_sampling_stats(self, reset: bool = False) -> Dict[str, float]:
         """Semantic mode, since construction or the last reset: rows sampled, share of candidates
         dropped as likely false negatives, share of rows where the filter dropped the best-scored
         candidate (``fired_row_share``), where it dropped every candidate, and where the chosen
         negative differs from score-only DNS's (``changed_row_share``);
-        :func:`~recbole_llmhni.semantic.sampling.selection_counts`. Other modes: ``{}``."""
+        :func:`~recbole_llmhni.semantic.sampling.sampling_shares`. Other modes: ``{}``."""
         if self.neg_mode != "semantic":
             return {}
-        counts = dict(zip(SELECTION_COUNTERS, (int(v) for v in self.sampling_stats.tolist())))
-        rows = counts["rows"]
-        stats = {
-            "rows": rows,
-            "dropped_candidate_share": counts["dropped_candidates"] / max(rows * self.neg_candidates, 1),
-            "fired_row_share": counts["fired_rows"] / max(rows, 1),
-            "all_dropped_row_share": counts["all_dropped_rows"] / max(rows, 1),
-            "changed_row_share": counts["changed_rows"] / max(rows, 1),
-        }
+        stats = sampling_shares(self.sampling_stats, self.neg_candidates)
         if reset:
             self.sampling_stats.zero_()
         return stats

@@ -36,6 +36,8 @@ the LLM cache). Stages the config does not use are ``off``:
 * S1-S2 when neither S3 (``llmhni_neg_mode: semantic``) nor the semantic stand-in rater needs
   :math:`s(u, i)`; S2 alone with ``llmhni_use_alignment: False``;
 * S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``);
+* S4-S7 with ``sampler_only`` (a run of BPR, SGL, ... with ``llmhni_neg_mode: semantic``,
+  which reads S1-S2 in the S3 train loader only: :mod:`recbole_llmhni.data.negatives`);
 * everything but S1 for a model whose class sets ``profile_embeddings_only`` (RLMRec, which
   maps S1's raw profile embeddings with its own MLP: :mod:`recbole_llmhni.models.rlmrec`).
 
@@ -58,7 +60,7 @@ import numpy as np
 import torch
 
 from recbole_llmhni.artifacts import StageDir, atomic_write_json, digest, edges_fingerprint
-from recbole_llmhni.config.defaults import config_get
+from recbole_llmhni.config.defaults import config_get, neg_mode_of
 from recbole_llmhni.denoise import calibrate
 from recbole_llmhni.denoise import candidates as s5
 from recbole_llmhni.denoise import pretrain as s4
@@ -79,14 +81,14 @@ RecPreTrainer = Callable[[Any, Any, Dict[str, Any]], torch.nn.Module]
 class StagePlan:
     """Which stages a config uses (see the module docstring); ``rater``: one passed in, if any."""
 
-    def __init__(self, config: Any, rater: Any = None) -> None:
+    def __init__(self, config: Any, rater: Any = None, sampler_only: bool = False) -> None:
         self.denoise = bool(config_get(config, "llmhni_denoise"))
         self.warm_start = bool(config_get(config, "llmhni_warm_start"))
         if rater is not None:
             self.semantic_rater = bool(getattr(rater, "is_stand_in", False))
         else:
             self.semantic_rater = config_get(config, "llmhni_rater") in ("semantic", "oracle")
-        self.s3_semantic = config_get(config, "llmhni_neg_mode") == "semantic"
+        self.s3_semantic = neg_mode_of(config) == "semantic"
         self.aligned = bool(config_get(config, "llmhni_use_alignment"))
         self.s3_calibrate = self.s3_semantic and config_get(config, "llmhni_fn_quantile") == "auto"
         self.semantic = self.s3_semantic or (self.denoise and self.semantic_rater)
@@ -95,6 +97,11 @@ class StagePlan:
         if self.profiles_only:
             self.semantic, self.aligned, self.s3_semantic = True, False, False
             self.denoise = self.warm_start = self.semantic_rater = False
+        # for the S3 train loader of another model (BPR, SGL, ... with llmhni_neg_mode: semantic): S1-S2 only
+        self.sampler_only = bool(sampler_only)
+        if self.sampler_only:
+            self.denoise = self.warm_start = self.semantic_rater = False
+            self.semantic = self.s3_semantic
 
     def as_dict(self) -> Dict[str, bool]:
         return dict(vars(self))
@@ -110,12 +117,14 @@ class LLMHNIPipeline:
             in S6's key.
         rec_pre_trainer: ``(config, train_dataset, material) -> model`` for S4 (default
             :func:`recbole_llmhni.denoise.pretrain.train_rec_pre`).
+        sampler_only: the stages the S3 train loader of a model other than LLMHNI reads (S1-S2,
+            S3 calibrate), S4-S7 off (:func:`recbole_llmhni.quick_start.prepare_run` sets it).
     """
 
     def __init__(self, config: Any, encoder: Any = None, rater: Any = None,
-                 rec_pre_trainer: Optional[RecPreTrainer] = None) -> None:
+                 rec_pre_trainer: Optional[RecPreTrainer] = None, sampler_only: bool = False) -> None:
         self.config = config
-        self.plan = StagePlan(config, rater)
+        self.plan = StagePlan(config, rater, sampler_only)
         self._encoder = encoder
         self._rater = rater
         self._train_rec_pre: RecPreTrainer = rec_pre_trainer or s4.train_rec_pre
@@ -172,7 +181,8 @@ class LLMHNIPipeline:
             for stage in ("S4 pretrain", "S5 candidates", "S6 rate", "S7 rewrite"):
                 if not any(r.stage == stage for r in self.reports):
                     self._report(stage, "off", reason="the model reads S1's profile embeddings only"
-                                 if self.plan.profiles_only else "llmhni_denoise=False: G' = G")
+                                 if self.plan.profiles_only else "S3 train loader only (not an LLMHNI model)"
+                                 if self.plan.sampler_only else "llmhni_denoise=False: G' = G")
         logger.info(f"pipeline S1-S7 ready in {time.perf_counter() - started:.1f} s")
         return result
 

@@ -27,6 +27,11 @@ For every training row :math:`(u, i^+)` of a batch:
    user's training positives (:func:`per_user_quantile`), computed once: a candidate at least
    as relevant as the user's typical positive is treated as a missed positive, not a negative.
 
+:func:`sample_negatives` runs steps 1-4 for a batch; it is the one selection of the plugin,
+called by the LLMHNI models in-batch (scores from the embeddings the step propagated) and by
+the S3 train loader of any other pairwise model (:mod:`recbole_llmhni.data.negatives`: scores
+from the model's ``predict``).
+
 Candidate drawing, our choice (DESIGN.md section 3). RecBole's sampler rejects used ids with a
 Python loop per sample, so the candidates are drawn here with torch: uniform draws, then
 collisions with the user's training positives (a binary search in the sorted keys
@@ -38,7 +43,7 @@ same training set. So no candidate is ever a training positive. All draws come f
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -54,6 +59,10 @@ __all__ = [
     "per_user_quantile",
     "SELECTION_COUNTERS",
     "selection_counts",
+    "SemanticFilter",
+    "false_negative_thresholds",
+    "sample_negatives",
+    "sampling_shares",
 ]
 
 
@@ -212,6 +221,83 @@ def selection_counts(scores: Tensor, relevance: Tensor, threshold: Tensor, pick:
         torch.tensor(scores.shape[0], device=scores.device), dropped.sum(), fired.sum(),
         dropped.all(dim=1).sum(), changed.sum(),
     ]).long()
+
+
+class SemanticFilter(NamedTuple):
+    r"""What the ``semantic`` selection reads: :math:`z'_U` ``[n_U, d]``, :math:`z'_I` ``[n_I, d]``
+    and :math:`\theta_u` ``[n_U]`` (:func:`false_negative_thresholds`), on one device."""
+
+    user: Tensor
+    item: Tensor
+    threshold: Tensor
+
+
+def false_negative_thresholds(user_z: Tensor, item_z: Tensor, positives: TrainingPositives, q: float,
+                              n_users: int) -> Tensor:
+    r""":math:`\theta_u`: the :math:`q`-quantile of :math:`s(u, i) = \langle z'_u, z'_i \rangle` over
+    :math:`u`'s training positives (:func:`per_user_quantile`; ``+inf`` for users without one)."""
+    users, items = positives.users, positives.items
+    relevance = (user_z[users] * item_z[items]).sum(dim=-1)
+    return per_user_quantile(users, relevance, q, n_users)
+
+
+#: ``score(users [B], candidates [B, M]) -> model scores [B, M]`` (called under ``torch.no_grad``)
+Scorer = Callable[[Tensor, Tensor], Tensor]
+
+
+def sample_negatives(
+    mode: str,
+    users: Tensor,
+    fallback: Tensor,
+    score: Scorer,
+    positives: TrainingPositives,
+    n_items: int,
+    num: int,
+    topk: int = 1,
+    generator: Optional[torch.Generator] = None,
+    semantic: Optional[SemanticFilter] = None,
+    stats: Optional[Tensor] = None,
+) -> Tensor:
+    r"""S3 for one batch: one negative item per row. The one selection of the plugin: the LLMHNI
+    models call it in-batch with their propagated embeddings, the S3 train loader
+    (:mod:`recbole_llmhni.data.negatives`) with any RecBole model's ``predict``.
+
+    ``uniform`` returns ``fallback`` (the rows' RecBole-sampled negatives). ``dns`` / ``semantic``:
+    :func:`draw_candidates` (``num`` = :math:`M` per row, never a training positive), ``score``
+    them, then :func:`select_negatives` (``semantic`` drops :math:`s(u, j) > \theta_u`, reads
+    ``semantic``); in ``semantic`` mode :func:`selection_counts` is added to ``stats`` in place.
+    Runs under ``torch.no_grad``; returns a long tensor ``[B]`` on ``users``' device.
+    """
+    if mode == "uniform":
+        return fallback
+    with torch.no_grad():
+        cand = draw_candidates(users, n_items, num, positives, fallback, generator)
+        scores = score(users, cand)
+        if mode == "semantic":
+            if semantic is None:
+                raise ValueError("llmhni_neg_mode=semantic needs the semantic vectors and thresholds of S1-S2")
+            relevance = candidate_scores(semantic.user[users], semantic.item, cand)
+            threshold = semantic.threshold[users]
+            pick = select_negatives("semantic", scores, relevance, threshold, topk)
+            if stats is not None:
+                stats += selection_counts(scores, relevance, threshold, pick).to(stats.device)
+        else:
+            pick = select_negatives(mode, scores)
+    return cand.gather(1, pick.unsqueeze(1)).squeeze(1)
+
+
+def sampling_shares(counts: Tensor, candidates: int) -> Dict[str, float]:
+    """The counters of :func:`selection_counts` summed over an epoch, as shares: rows sampled,
+    ``dropped_candidate_share``, ``fired_row_share``, ``all_dropped_row_share``, ``changed_row_share``."""
+    c = dict(zip(SELECTION_COUNTERS, (int(v) for v in counts.tolist())))
+    rows = c["rows"]
+    return {
+        "rows": rows,
+        "dropped_candidate_share": c["dropped_candidates"] / max(rows * candidates, 1),
+        "fired_row_share": c["fired_rows"] / max(rows, 1),
+        "all_dropped_row_share": c["all_dropped_rows"] / max(rows, 1),
+        "changed_row_share": c["changed_rows"] / max(rows, 1),
+    }
 
 
 def per_user_quantile(users: Tensor, values: Tensor, q: float, n_users: int) -> Tensor:
