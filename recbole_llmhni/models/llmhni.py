@@ -108,6 +108,12 @@ from recbole_llmhni.semantic.sampling import (
 
 __all__ = ["LLMHNIMixin", "LLMHNI_LightGCN", "LLMHNI_NGCF"]
 
+#: S3 keeps dense per-(user, item) lookup tables (the training-pair mask, one bool each, and the
+#: semantic relevance :math:`s(u, i)`, one float32 each) when :math:`n_U n_I` is at most this
+#: (2^25: 32 MiB of bools, 128 MiB of floats; ml-100k needs 1.6 M). A lookup is one index op
+#: instead of a binary search and a gather of two :math:`d`-vectors per candidate.
+DENSE_LOOKUP_MAX = 1 << 25
+
 
 class LLMHNIMixin:
     r"""S3 and S8 on top of a :class:`GraphRecommender` backbone (see the module docstring).
@@ -150,6 +156,9 @@ class LLMHNIMixin:
         inputs = inputs_of(dataset, type(self).__name__)
         positives = TrainingPositives(self.train_users, self.train_items, self.n_items)
         self.register_buffer("positive_keys", positives.keys, persistent=False)
+        self.dense_lookups: bool = self.n_users * self.n_items <= DENSE_LOOKUP_MAX
+        self.register_buffer("positive_mask", positives.dense_mask(self.n_users) if self.dense_lookups else None,
+                             persistent=False)
         self._neg_generator: Optional[torch.Generator] = None
         self.register_buffer("sampling_stats", torch.zeros(len(SELECTION_COUNTERS), dtype=torch.long, device=self.device),
                              persistent=False)
@@ -194,6 +203,10 @@ class LLMHNIMixin:
             per_user_quantile(users, self.semantic_relevance(users, items), self.fn_quantile_used, self.n_users),
             persistent=False,
         )
+        # s(u, i) for every pair, when small: S3 then looks candidates up instead of gathering
+        # z'_j [B, M, d] per step (equal to candidate_scores up to float summation order)
+        table = (self.semantic_user @ self.semantic_item.T).reshape(-1) if self.dense_lookups else None
+        self.register_buffer("relevance_table", table, persistent=False)
         getLogger().info(
             f"LLMHNI S3: mode={self.neg_mode}, M={self.neg_candidates}, k={self.neg_topk}, "
             f"false-negative threshold = {self.fn_quantile_used:g}-quantile"
@@ -256,7 +269,7 @@ class LLMHNIMixin:
             return fallback
         user = interaction[self.USER_ID]
         with torch.no_grad():
-            positives = TrainingPositives.from_keys(self.positive_keys, self.n_items)
+            positives = TrainingPositives.from_keys(self.positive_keys, self.n_items, self.positive_mask)
             cand = draw_candidates(
                 user, self.n_items, self.neg_candidates, positives, fallback, self._generator(user.device)
             )
@@ -264,7 +277,10 @@ class LLMHNIMixin:
             if self.neg_mode == "dns":
                 pick = select_negatives("dns", scores)
             else:
-                relevance = candidate_scores(self.semantic_user[user], self.semantic_item, cand)
+                if self.relevance_table is not None:
+                    relevance = self.relevance_table[user.unsqueeze(1) * self.n_items + cand]
+                else:
+                    relevance = candidate_scores(self.semantic_user[user], self.semantic_item, cand)
                 threshold = self.fn_threshold[user]
                 pick = select_negatives("semantic", scores, relevance, threshold, self.neg_topk)
                 self.sampling_stats += selection_counts(scores, relevance, threshold, pick)

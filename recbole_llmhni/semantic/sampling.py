@@ -61,19 +61,29 @@ class TrainingPositives:
     r"""Membership test for training pairs: sorted unique keys :math:`u \cdot n_I + i`.
 
     One binary search per query (``torch.searchsorted``), on the keys' device; memory is one
-    int64 per training interaction.
+    int64 per training interaction. With ``dense`` (:meth:`dense_mask`, one bool per
+    user-item pair, for small catalogues) a query is one index instead: same answers, about
+    3x faster on ml-100k (``benchmarks/semantic_sampling_speed.py``).
     """
 
     def __init__(self, users: Tensor, items: Tensor, n_items: int) -> None:
         self.n_items = int(n_items)
         self.keys: Tensor = torch.unique(users.long() * self.n_items + items.long(), sorted=True)
+        self.dense: Optional[Tensor] = None
 
     @classmethod
-    def from_keys(cls, keys: Tensor, n_items: int) -> "TrainingPositives":
-        """Wrap keys built earlier (sorted, unique), e.g. a model buffer that follows ``.to(device)``."""
+    def from_keys(cls, keys: Tensor, n_items: int, dense: Optional[Tensor] = None) -> "TrainingPositives":
+        """Wrap keys built earlier (sorted, unique), e.g. a model buffer that follows ``.to(device)``;
+        ``dense``: their :meth:`dense_mask`, if built."""
         self = cls.__new__(cls)
-        self.n_items, self.keys = int(n_items), keys
+        self.n_items, self.keys, self.dense = int(n_items), keys, dense
         return self
+
+    def dense_mask(self, n_users: int) -> Tensor:
+        r"""Flat bool ``[n_users * n_items]``, ``True`` at :math:`u \cdot n_I + i` of each training pair."""
+        mask = torch.zeros(int(n_users) * self.n_items, dtype=torch.bool, device=self.keys.device)
+        mask[self.keys] = True
+        return mask
 
     @property
     def users(self) -> Tensor:
@@ -88,6 +98,8 @@ class TrainingPositives:
     def contains(self, users: Tensor, items: Tensor) -> Tensor:
         """``True`` where ``(users, items)`` is a training pair; ``users`` broadcasts against ``items``."""
         query = users.long() * self.n_items + items.long()
+        if self.dense is not None:
+            return self.dense[query]
         if self.keys.numel() == 0:
             return torch.zeros_like(query, dtype=torch.bool)
         pos = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
