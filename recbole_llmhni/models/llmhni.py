@@ -90,6 +90,7 @@ from logging import getLogger
 from typing import Dict, Optional, Tuple
 
 import torch
+from recbole.data.interaction import Interaction
 from torch import Tensor
 
 from recbole_llmhni.models.backbones import BackboneLightGCN, BackboneNGCF
@@ -337,7 +338,8 @@ class LLMHNIMixin:
             removed = self.is_removed(interaction[self.USER_ID], interaction[self.ITEM_ID])
             kept = torch.nonzero(~removed).squeeze(1)
             if 0 < len(kept) < len(removed):  # a batch of removed pairs only is left as it is
-                interaction = interaction[kept]
+                # = interaction[kept], without RecBole's index.tolist() per field (9 ms a step on ml-100k)
+                interaction = Interaction({k: v.index_select(0, kept) for k, v in interaction.interaction.items()})
         return super().calculate_loss(interaction)
 
     def extra_losses(self, interaction, user_e: Tensor, item_e: Tensor, user: Tensor, pos: Tensor, neg: Tensor):
