@@ -177,7 +177,10 @@ def init_device(cfg: Dict[str, Any]) -> None:
 
 def is_distributed(config: Any) -> bool:
     """Whether ``config`` belongs to one process of a distributed run."""
-    return config["single_spec"] is False
+    try:
+        return config["single_spec"] is False
+    except KeyError:  # a plain mapping without RecBole's device keys: one process
+        return False
 
 
 def install_ddp_fixes() -> None:

@@ -94,6 +94,7 @@ def test_model_never_picks_a_planted_false_negative(recbole_workdir, tiny_datase
     planted = next(j for j in range(1, net.n_items) if (user, j) not in positives)
     # very high semantic relevance: z'_j = z'_u, s(u, j) = 1 > theta_u
     net.semantic_item[planted] = net.semantic_user[user]
+    net.relevance_table[user * net.n_items + planted] = net.semantic_relevance(torch.tensor([user]), torch.tensor([planted]))
     assert net.semantic_relevance(torch.tensor([user]), torch.tensor([planted])).item() > net.fn_threshold[user].item()
     # top model score: e_j points along e_u and is much longer than any other item
     user_e, item_e = net.forward()
@@ -122,6 +123,42 @@ def test_seeded_choices_are_deterministic(recbole_workdir, tiny_dataset):
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
     assert not torch.equal(first[0], first[1])  # a fresh draw each step
+
+
+def test_dense_lookups_give_the_reference_choices_and_loss(recbole_workdir, tiny_dataset):
+    """The dense training-pair mask and relevance table (small catalogues) are a faster form of
+    the binary search and the per-candidate dot product: same negatives, same loss."""
+    _, train_data, net = _build(recbole_workdir, tiny_dataset, llmhni_neg_candidates=16)
+    assert net.dense_lookups and net.positive_mask is not None and net.relevance_table is not None
+    users = torch.arange(net.n_users).repeat_interleave(net.n_items)
+    items = torch.arange(net.n_items).repeat(net.n_users)
+    expected = net.semantic_relevance(users, items)  # elementwise, the reference form
+    assert torch.allclose(net.relevance_table, expected, atol=1e-5)
+    pairs = _training_pairs(train_data)
+    assert net.positive_mask.sum().item() == len(pairs)
+    assert all(net.positive_mask[u * net.n_items + i] for u, i in pairs)
+
+    batches = [batch.to(net.device) for batch in train_data]
+
+    def run(dense: bool):
+        net._neg_generator = None  # reseeded on the next call
+        mask, table = net.positive_mask, net.relevance_table
+        if not dense:
+            net.positive_mask = net.relevance_table = None
+        try:
+            out = []
+            for batch in batches:
+                user_e, item_e = net.forward()
+                out.append((net.negative_items(batch, user_e, item_e), net.calculate_loss(batch).detach()))
+            return out
+        finally:
+            net.positive_mask, net.relevance_table = mask, table
+
+    fast, reference = run(True), run(False)
+    assert len(fast) > 1
+    for (neg_f, loss_f), (neg_r, loss_r) in zip(fast, reference):
+        assert torch.equal(neg_f, neg_r)
+        assert torch.allclose(loss_f, loss_r)
 
 
 def test_uniform_mode_trains_exactly_like_the_backbone_and_skips_the_semantic_stage(recbole_workdir, tiny_dataset):

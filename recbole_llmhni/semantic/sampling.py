@@ -70,19 +70,29 @@ class TrainingPositives:
     r"""Membership test for training pairs: sorted unique keys :math:`u \cdot n_I + i`.
 
     One binary search per query (``torch.searchsorted``), on the keys' device; memory is one
-    int64 per training interaction.
+    int64 per training interaction. With ``dense`` (:meth:`dense_mask`, one bool per
+    user-item pair, for small catalogues) a query is one index instead: same answers, about
+    3x faster on ml-100k (``benchmarks/semantic_sampling_speed.py``).
     """
 
     def __init__(self, users: Tensor, items: Tensor, n_items: int) -> None:
         self.n_items = int(n_items)
         self.keys: Tensor = torch.unique(users.long() * self.n_items + items.long(), sorted=True)
+        self.dense: Optional[Tensor] = None
 
     @classmethod
-    def from_keys(cls, keys: Tensor, n_items: int) -> "TrainingPositives":
-        """Wrap keys built earlier (sorted, unique), e.g. a model buffer that follows ``.to(device)``."""
+    def from_keys(cls, keys: Tensor, n_items: int, dense: Optional[Tensor] = None) -> "TrainingPositives":
+        """Wrap keys built earlier (sorted, unique), e.g. a model buffer that follows ``.to(device)``;
+        ``dense``: their :meth:`dense_mask`, if built."""
         self = cls.__new__(cls)
-        self.n_items, self.keys = int(n_items), keys
+        self.n_items, self.keys, self.dense = int(n_items), keys, dense
         return self
+
+    def dense_mask(self, n_users: int) -> Tensor:
+        r"""Flat bool ``[n_users * n_items]``, ``True`` at :math:`u \cdot n_I + i` of each training pair."""
+        mask = torch.zeros(int(n_users) * self.n_items, dtype=torch.bool, device=self.keys.device)
+        mask[self.keys] = True
+        return mask
 
     @property
     def users(self) -> Tensor:
@@ -97,6 +107,8 @@ class TrainingPositives:
     def contains(self, users: Tensor, items: Tensor) -> Tensor:
         """``True`` where ``(users, items)`` is a training pair; ``users`` broadcasts against ``items``."""
         query = users.long() * self.n_items + items.long()
+        if self.dense is not None:
+            return self.dense[query]
         if self.keys.numel() == 0:
             return torch.zeros_like(query, dtype=torch.bool)
         pos = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
@@ -225,11 +237,20 @@ def selection_counts(scores: Tensor, relevance: Tensor, threshold: Tensor, pick:
 
 class SemanticFilter(NamedTuple):
     r"""What the ``semantic`` selection reads: :math:`z'_U` ``[n_U, d]``, :math:`z'_I` ``[n_I, d]``
-    and :math:`\theta_u` ``[n_U]`` (:func:`false_negative_thresholds`), on one device."""
+    and :math:`\theta_u` ``[n_U]`` (:func:`false_negative_thresholds`), on one device; optionally
+    ``table``, :math:`s(u, i)` for every pair flattened ``[n_U * n_I]`` (small catalogues), so a
+    candidate's relevance is one index instead of a gather of two vectors."""
 
     user: Tensor
     item: Tensor
     threshold: Tensor
+    table: Optional[Tensor] = None
+
+    def relevance(self, users: Tensor, cand: Tensor) -> Tensor:
+        """:math:`s(u, j)` ``[B, M]`` of each row's candidates."""
+        if self.table is not None:
+            return self.table[users.unsqueeze(1) * self.item.shape[0] + cand]
+        return candidate_scores(self.user[users], self.item, cand)
 
 
 def false_negative_thresholds(user_z: Tensor, item_z: Tensor, positives: TrainingPositives, q: float,
@@ -276,7 +297,7 @@ def sample_negatives(
         if mode == "semantic":
             if semantic is None:
                 raise ValueError("llmhni_neg_mode=semantic needs the semantic vectors and thresholds of S1-S2")
-            relevance = candidate_scores(semantic.user[users], semantic.item, cand)
+            relevance = semantic.relevance(users, cand)
             threshold = semantic.threshold[users]
             pick = select_negatives("semantic", scores, relevance, threshold, topk)
             if stats is not None:
