@@ -66,6 +66,10 @@ stopping keeps epoch 2 (test 0.2287, LightGCN 0.3699). Why Gen settles there is 
 established; the differences from the authors' run that change the balance of its two terms
 are the mean pooling (3x smaller embeddings than their sum over layers 0..K, against a
 scale-free reconstruction InfoNCE), no edge dropout, and the per-dataset alignment settings.
+With the authors' Yelp settings (``properties/paper/RLMRec_Gen-ml-100k.yaml``: mask 0.05,
+recon 0.01, tau 0.1; the ``paper`` suite uses them on ml-100k) validation dips to 0.175 at
+epoch 4 and then climbs; converged (best epoch 152 of 163), test Recall@20 / NDCG@20 0.3645 /
+0.3113, just below LightGCN's 0.3699 / 0.3168.
 """
 from __future__ import annotations
 
