@@ -424,6 +424,13 @@ def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_
     assert by[("ml-100k", "SGL")].params == {}
     sgl = by[("amazon-books", "SGL")].params
     assert sgl["n_layers"] == 3 and sgl["ssl_weight"] == 0.5 and sgl["ssl_tau"] == 0.2 and sgl["reg_weight"] == 1e-3
+    # SimGCL / XSimGCL: the authors' Yelp2018 defaults, except ml-100k's validated lambda and ego layer
+    for model in ("SimGCL", "XSimGCL"):
+        assert by[("amazon-books", model)].params == {}
+        assert by[("ml-100k", model)].params == {"lambda": 0.01, "include_ego_layer": True}
+    # RLMRec-Gen: the authors' Amazon alignment settings, except their Yelp ones on ml-100k
+    assert by[("amazon-books", "RLMRec-Gen")].params == {}
+    assert by[("ml-100k", "RLMRec-Gen")].params == {"mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1}
     # a row the models suite already has counts as done, and the report shows it in the paper table
     models_row = suites.Job("models", "LightGCN+DNS", "LightGCN", "ml-100k").result_path(tmp_path)
     models_row.parent.mkdir(parents=True)
