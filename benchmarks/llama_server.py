@@ -18,7 +18,7 @@ language model. Steps:
    ``--seed``) become the requests, built exactly as S6 builds them
    (:func:`recbole_llmhni.denoise.rating.build_requests`).
 3. **The server**: ``python -m llama_cpp.server`` on 127.0.0.1 (a free port) with the GGUF file,
-   ``--threads`` threads, context ``--n-ctx``.
+   ``--threads`` threads, context ``--n-ctx``, niceness ``--server-nice``.
 4. **Rating**: :class:`~recbole_llmhni.llm.raters.OpenAIRater` (``make_rater`` with
    ``llmhni_rater: openai``) against the server, with ``llmhni_response_format``
    ``--response-format`` (default ``json_object_schema``: the rating schema sent as
@@ -251,7 +251,8 @@ def main(argv: Any = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--venv", default=str(DEFAULT_VENV), help="the server's own virtual environment (created if absent)")
     p.add_argument("--build-jobs", type=int, default=1, help="CMAKE_BUILD_PARALLEL_LEVEL of the source build")
-    p.add_argument("--nice", type=int, default=15, help="niceness of the build and of the server")
+    p.add_argument("--nice", type=int, default=15, help="niceness of the source build")
+    p.add_argument("--server-nice", type=int, default=10, help="niceness of the server")
     p.add_argument("--pairs", type=int, default=200)
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads")
@@ -288,7 +289,7 @@ def main(argv: Any = None) -> int:
     Path(args.results).mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as cache_dir, LlamaServer(
-            python, env["gguf"], args.threads, args.n_ctx, args.nice, Path(args.artifact_dir) / "llama_server.log") as server:
+            python, env["gguf"], args.threads, args.n_ctx, args.server_nice, Path(args.artifact_dir) / "llama_server.log") as server:
         print(f"llama_cpp.server up at {server.base_url} in {server.start_seconds:.1f} s", flush=True)
         probe = probe_json_schema(server.base_url)
         print(f"OpenAI's json_schema form: HTTP {probe['status']}", flush=True)
