@@ -356,8 +356,7 @@ class OpenAIBackend:
             401: f"check the API key (environment variable {self.settings.api_key_env} or llmhni_api_key)",
             403: "the key may not use this model or endpoint",
             404: "check llmhni_api_base_url (it usually ends in /v1) and the model name",
-            422: "the server rejected the request's parameters; llama-cpp-python's server takes "
-            "llmhni_response_format=json_object_schema instead of json_schema",
+            422: "the server rejected the request's parameters",
         }
         hint = hints.get(status, "retrying will not help")
         return (

@@ -86,8 +86,9 @@ def response_format(mode: str) -> Optional[Dict[str, Any]]:
     ``json_schema``: OpenAI's structured output (``{"type": "json_schema", "json_schema": ...}``;
     OpenAI, vLLM, llama.cpp's C++ ``llama-server``). ``json_object_schema``: JSON mode with the
     schema inline (``{"type": "json_object", "schema": ...}``), the form llama-cpp-python's
-    server accepts -- it turns the schema into a grammar, and answers HTTP 422 to the
-    ``json_schema`` form. ``json_object``: JSON mode without a schema. ``none``: plain text.
+    server accepts -- it turns the schema into a grammar; to the ``json_schema`` form it answers
+    HTTP 500 (a request validation error: type must be ``text`` or ``json_object``), which is
+    retried as a server error until ``llmhni_max_retries`` runs out. ``json_object``: JSON mode without a schema. ``none``: plain text.
     """
     if mode == "json_schema":
         return {"type": "json_schema", "json_schema": {"name": "rating", "strict": True, "schema": _SCHEMA}}
