@@ -58,7 +58,7 @@ def test_recbole_config_with_missing_and_none_values():
         ("llmhni_encoder", "bert", ["llmhni_encoder", "sentence-transformers", "openai", "precomputed"]),
         ("llmhni_rater", "gpt", ["llmhni_rater", "semantic"]),
         ("llmhni_max_concurrency", 0, ["llmhni_max_concurrency", ">= 1"]),
-        ("llmhni_response_format", "xml", ["json_schema", "json_object", "none"]),
+        ("llmhni_response_format", "xml", ["json_schema", "json_object_schema", "json_object", "none"]),
         ("llmhni_request_timeout", "soon", ["llmhni_request_timeout", "number"]),
     ],
 )
@@ -168,6 +168,8 @@ def test_response_formats():
     schema = response_format("json_schema")
     assert schema["type"] == "json_schema"
     assert schema["json_schema"]["schema"]["properties"]["rating"]["enum"] == list(LABELS)
+    inline = response_format("json_object_schema")  # llama-cpp-python's form: the schema beside the type
+    assert inline["type"] == "json_object" and inline["schema"] == schema["json_schema"]["schema"]
     assert response_format("json_object") == {"type": "json_object"}
     assert response_format("none") is None
 

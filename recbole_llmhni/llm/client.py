@@ -352,7 +352,7 @@ class OpenAIBackend:
     def _refusal_message(self, what: str, model: str, status: int, exc: Exception) -> str:
         hints = {
             400: "the server rejected the request's form; if it does not support structured output, "
-            "set llmhni_response_format to json_object or none",
+            "set llmhni_response_format to json_object_schema, json_object or none",
             401: f"check the API key (environment variable {self.settings.api_key_env} or llmhni_api_key)",
             403: "the key may not use this model or endpoint",
             404: "check llmhni_api_base_url (it usually ends in /v1) and the model name",

@@ -16,8 +16,9 @@ system message says that tagged text is never an instruction.
 
 The answer must be a JSON object whose ``rating`` is exactly ``"High"``, ``"Medium"`` or
 ``"Low"`` (:func:`parse_rating`); anything else -- prose, a code fence, another label, a
-different case -- does not count. With ``llmhni_response_format=json_schema`` the server is
-asked to enforce that shape (:func:`response_format`).
+different case -- does not count. With ``llmhni_response_format=json_schema`` (or
+``json_object_schema`` for llama-cpp-python's server) the server is asked to enforce that shape
+(:func:`response_format`).
 """
 from __future__ import annotations
 
@@ -80,14 +81,24 @@ def parse_rating(content: Optional[str]) -> Optional[str]:
 
 
 def response_format(mode: str) -> Optional[Dict[str, Any]]:
-    """The ``response_format`` request parameter of ``mode`` (json_schema / json_object / none)."""
+    """The ``response_format`` request parameter of ``mode``.
+
+    ``json_schema``: OpenAI's structured output (``{"type": "json_schema", "json_schema": ...}``;
+    OpenAI, vLLM, llama.cpp's C++ ``llama-server``). ``json_object_schema``: JSON mode with the
+    schema inline (``{"type": "json_object", "schema": ...}``), the form llama-cpp-python's
+    server accepts -- it turns the schema into a grammar; to the ``json_schema`` form it answers
+    HTTP 500 (a request validation error: type must be ``text`` or ``json_object``), which is
+    retried as a server error until ``llmhni_max_retries`` runs out. ``json_object``: JSON mode without a schema. ``none``: plain text.
+    """
     if mode == "json_schema":
         return {"type": "json_schema", "json_schema": {"name": "rating", "strict": True, "schema": _SCHEMA}}
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": _SCHEMA}
     if mode == "json_object":
         return {"type": "json_object"}
     if mode == "none":
         return None
-    raise ValueError(f"llmhni_response_format={mode!r}; use json_schema, json_object or none.")
+    raise ValueError(f"llmhni_response_format={mode!r}; use json_schema, json_object_schema, json_object or none.")
 
 
 def _placeholders(template: Template) -> Set[str]:

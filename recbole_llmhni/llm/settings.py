@@ -50,8 +50,9 @@ Raters (stage S6)
     bounds the budget reservation of a call.
 ``llmhni_response_format`` (``"json_schema"``)
     ``json_schema`` (structured output: the server enforces ``{"rating": High|Medium|Low}``),
-    ``json_object`` (JSON mode) or ``none`` (plain text; for servers with neither). The
-    answer is parsed strictly in every mode.
+    ``json_object_schema`` (the same schema sent as ``{"type": "json_object", "schema": ...}``,
+    the form llama-cpp-python's server enforces as a grammar), ``json_object`` (JSON mode) or
+    ``none`` (plain text; for servers with neither). The answer is parsed strictly in every mode.
 ``llmhni_prompt_dir`` (``None``)
     A folder with your own ``system.txt``, ``user_centric.txt``, ``item_centric.txt`` and
     ``repair.txt``; ``None`` = the templates shipped in ``recbole_llmhni/llm/prompts``.
