@@ -26,7 +26,7 @@ from recbole_llmhni.artifacts import atomic_write_json
 from recbole_llmhni.config import LLMHNIConfig
 from recbole_llmhni.config.defaults import config_get, neg_mode_of
 from recbole_llmhni.data.locate import check_dataset_present
-from recbole_llmhni.data.negatives import S3TrainDataLoader, uses_s3_loader
+from recbole_llmhni.semantic.negative_loader import S3TrainDataLoader, uses_s3_loader
 from recbole_llmhni.pipeline.pipeline import LLMHNIPipeline
 from recbole_llmhni.pipeline.results import PipelineResult
 from recbole_llmhni.training import make_trainer, sampling_summary

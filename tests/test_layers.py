@@ -25,6 +25,7 @@ LAYERS: List[Set[str]] = [
     {"denoise", "training"},
     {"pipeline"},
     {"quick_start"},
+    {"distributed"},
     {"cli", "__main__", "__init__"},
 ]
 

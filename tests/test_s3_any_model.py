@@ -45,7 +45,7 @@ def _config(tmp_path: Path, **extra):
 
 
 def test_bpr_negatives_are_never_training_positives_nor_likely_false_negatives(tmp_path, monkeypatch):
-    from recbole_llmhni.data.negatives import S3TrainDataLoader
+    from recbole_llmhni.semantic.negative_loader import S3TrainDataLoader
     from recbole_llmhni.quick_start import prepare_run
 
     monkeypatch.chdir(tmp_path)
@@ -92,7 +92,7 @@ def test_bpr_negatives_are_never_training_positives_nor_likely_false_negatives(t
 
 
 def test_the_loader_and_the_llmhni_models_share_one_selection_function():
-    from recbole_llmhni.data import negatives
+    from recbole_llmhni.semantic import negative_loader as negatives
     from recbole_llmhni.models import llmhni
     from recbole_llmhni.semantic import sampling
 
@@ -118,7 +118,7 @@ def test_a_model_that_cannot_take_s3_is_a_one_line_error(model, extra, reason, t
 
 def test_by_default_baselines_keep_recbole_negatives_and_llmhni_keeps_s3(tmp_path, monkeypatch):
     from recbole_llmhni.config.defaults import neg_mode_of
-    from recbole_llmhni.data.negatives import uses_s3_loader
+    from recbole_llmhni.semantic.negative_loader import uses_s3_loader
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["pytest"])

@@ -111,7 +111,7 @@ def _check_together(values: Dict[str, Any], items: Dict[str, Any], model: Option
 
 def check_neg_mode_fits(model_class: Any, items: Mapping[str, Any]) -> None:
     """``llmhni_neg_mode: dns | semantic`` on a model other than the LLMHNI ones runs S3 in the
-    plugin's train loader (:mod:`recbole_llmhni.data.negatives`): refuse, in one line naming the
+    plugin's train loader (:mod:`recbole_llmhni.semantic.negative_loader`): refuse, in one line naming the
     key and the fix, a model that cannot take it, so the setting is never silently ignored.
 
     ``items``: the built config (``MODEL_TYPE``, ``MODEL_INPUT_TYPE``, ``train_neg_sample_args``).

@@ -33,7 +33,7 @@ Config keys (defaults in ``properties/overall.yaml``):
     ``uniform`` (RecBole's sampled negative; trains exactly like the backbone), ``dns``
     (score only: the highest-scored of :math:`M` candidates) or ``semantic`` (LLMHNI's S3).
     Any other pairwise model takes ``dns`` / ``semantic`` too, in the train loader of
-    :mod:`recbole_llmhni.data.negatives`, through the same
+    :mod:`recbole_llmhni.semantic.negative_loader`, through the same
     :func:`~recbole_llmhni.semantic.sampling.sample_negatives`.
 ``llmhni_neg_candidates`` (``8``)
     :math:`M`, uniform candidates per training row.

@@ -37,7 +37,7 @@ the LLM cache). Stages the config does not use are ``off``:
   :math:`s(u, i)`; S2 alone with ``llmhni_use_alignment: False``;
 * S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``);
 * S4-S7 with ``sampler_only`` (a run of BPR, SGL, ... with ``llmhni_neg_mode: semantic``,
-  which reads S1-S2 in the S3 train loader only: :mod:`recbole_llmhni.data.negatives`);
+  which reads S1-S2 in the S3 train loader only: :mod:`recbole_llmhni.semantic.negative_loader`);
 * everything but S1 for a model whose class sets ``profile_embeddings_only`` (RLMRec, which
   maps S1's raw profile embeddings with its own MLP: :mod:`recbole_llmhni.models.rlmrec`).
 

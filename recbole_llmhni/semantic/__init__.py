@@ -6,6 +6,8 @@
   :class:`recbole_llmhni.pipeline.LLMHNIPipeline`).
 * :mod:`~recbole_llmhni.semantic.sampling`: S3, semantic-guided hard negatives inside the
   training step, vectorised over the batch.
+* :mod:`~recbole_llmhni.semantic.negative_loader`: the same S3 as a train loader, for any
+  pairwise RecBole model (``llmhni_neg_mode: semantic`` / ``dns``).
 * :mod:`~recbole_llmhni.semantic.check`: the alignment check (Recall@K of raw cosine,
   popularity and aligned relevance on a held-out split).
 """

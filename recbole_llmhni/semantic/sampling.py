@@ -29,7 +29,7 @@ For every training row :math:`(u, i^+)` of a batch:
 
 :func:`sample_negatives` runs steps 1-4 for a batch; it is the one selection of the plugin,
 called by the LLMHNI models in-batch (scores from the embeddings the step propagated) and by
-the S3 train loader of any other pairwise model (:mod:`recbole_llmhni.data.negatives`: scores
+the S3 train loader of any other pairwise model (:mod:`recbole_llmhni.semantic.negative_loader`: scores
 from the model's ``predict``).
 
 Candidate drawing, our choice (DESIGN.md section 3). RecBole's sampler rejects used ids with a
@@ -281,7 +281,7 @@ def sample_negatives(
 ) -> Tensor:
     r"""S3 for one batch: one negative item per row. The one selection of the plugin: the LLMHNI
     models call it in-batch with their propagated embeddings, the S3 train loader
-    (:mod:`recbole_llmhni.data.negatives`) with any RecBole model's ``predict``.
+    (:mod:`recbole_llmhni.semantic.negative_loader`) with any RecBole model's ``predict``.
 
     ``uniform`` returns ``fallback`` (the rows' RecBole-sampled negatives). ``dns`` / ``semantic``:
     :func:`draw_candidates` (``num`` = :math:`M` per row, never a training positive), ``score``
