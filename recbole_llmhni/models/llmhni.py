@@ -107,8 +107,8 @@ from recbole_llmhni.semantic.sampling import (
     TrainingPositives,
     candidate_scores,
     false_negative_thresholds,
+    read_sampling_stats,
     sample_negatives,
-    sampling_shares,
 )
 
 __all__ = ["LLMHNIMixin", "LLMHNI_LightGCN", "LLMHNI_NGCF"]
@@ -289,12 +289,7 @@ class LLMHNIMixin:
         candidate (``fired_row_share``), where it dropped every candidate, and where the chosen
         negative differs from score-only DNS's (``changed_row_share``);
         :func:`~recbole_llmhni.semantic.sampling.sampling_shares`. Other modes: ``{}``."""
-        if self.neg_mode != "semantic":
-            return {}
-        stats = sampling_shares(self.sampling_stats, self.neg_candidates)
-        if reset:
-            self.sampling_stats.zero_()
-        return stats
+        return read_sampling_stats(self.neg_mode, self.sampling_stats, self.neg_candidates, reset)
 
     # ------------------------------------------------------------------ S8
     def rec_adjacency(self) -> Tensor:

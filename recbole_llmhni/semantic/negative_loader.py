@@ -45,8 +45,8 @@ from recbole_llmhni.semantic.sampling import (
     SemanticFilter,
     TrainingPositives,
     false_negative_thresholds,
+    read_sampling_stats,
     sample_negatives,
-    sampling_shares,
 )
 
 __all__ = ["S3TrainDataLoader", "uses_s3_loader"]
@@ -137,9 +137,4 @@ class S3TrainDataLoader(TrainDataLoader):
 
     def negative_sampling_stats(self, reset: bool = False) -> Dict[str, float]:
         """As the LLMHNI models' (:func:`~recbole_llmhni.semantic.sampling.sampling_shares`); ``{}`` for ``dns``."""
-        if self.neg_mode != "semantic":
-            return {}
-        stats = sampling_shares(self.sampling_stats, self.neg_candidates)
-        if reset:
-            self.sampling_stats.zero_()
-        return stats
+        return read_sampling_stats(self.neg_mode, self.sampling_stats, self.neg_candidates, reset)

@@ -321,6 +321,17 @@ def sampling_shares(counts: Tensor, candidates: int) -> Dict[str, float]:
     }
 
 
+def read_sampling_stats(mode: str, counts: Tensor, candidates: int, reset: bool = False) -> Dict[str, float]:
+    """What a sampler reports for ``negative_sampling_stats``: :func:`sampling_shares` of
+    ``counts`` in ``semantic`` mode (``{}`` in the others), zeroing ``counts`` when ``reset``."""
+    if mode != "semantic":
+        return {}
+    stats = sampling_shares(counts, candidates)
+    if reset:
+        counts.zero_()
+    return stats
+
+
 def per_user_quantile(users: Tensor, values: Tensor, q: float, n_users: int) -> Tensor:
     r""":math:`\theta_u = \mathrm{quantile}_q\{ v_e : u_e = u \}` for every user, vectorised.
 
