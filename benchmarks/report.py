@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from records import median, sec_per_epoch, view, where
-from suites import BORROWED, METRICS, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SUITE_ORDER, SUITES, s3_label, suite_jobs
+from suites import BORROWED, METRICS, PAPER_REPORTED, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SUITE_ORDER, SUITES, s3_label, suite_jobs
 
 Record = Dict[str, Any]
 
@@ -339,14 +339,17 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
     noise = suite in ("noise", "rater", "denoisers")
     if noise:
         head += ["ident. precision", "ident. recall"]
+    reported = suite == "paper" and any((r["dataset"], r["label"]) in PAPER_REPORTED for r in rows)
     if suite == "paper":
-        head += ["text encoder (S1)"]
+        head += ["text encoder (S1)"] + (["LLMHNI paper reports"] if reported else [])
     body = []
     for r in rows:
         cells = _metric_cells(r) + [_status_cell(r), where(r), _fmt(sec_per_epoch(r), 2),
                                     f"{(r.get('wall_seconds_total') or 0) / 60:.0f} min"]
         if suite == "paper":
             cells.append(_encoder_cell(r))
+            if reported:
+                cells.append(PAPER_REPORTED.get((r["dataset"], r["label"]), ""))
         if noise:
             flags = "LLMHNI" in r["model"] or bool(r.get("ident"))  # LLMHNI, or a denoiser's report
             cells += [_ident(r, "precision") if flags else "", _ident(r, "recall") if flags else ""]
@@ -389,7 +392,9 @@ def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[
         return [("ident. precision", lambda r: _ident(r, "precision")),
                 ("ident. recall", lambda r: _ident(r, "recall"))]
     if suite == "paper":
-        return [("text encoder (S1)", _encoder_cell)]
+        reported = [("LLMHNI paper reports", lambda r: PAPER_REPORTED.get((r["dataset"], r["label"]), ""))]
+        return [("text encoder (S1)", _encoder_cell)] + (
+            reported if any((r["dataset"], r["label"]) in PAPER_REPORTED for r in rows) else [])
     if suite == "speed":
         vs_backbone = _vs_backbone(rows)
         return [("epoch vs backbone", lambda r: vs_backbone[r["label"]]),

@@ -72,6 +72,10 @@ SGL_PAPER_YAML = Path(__file__).resolve().parents[1] / "recbole_llmhni" / "prope
 #: SimGCL's / XSimGCL's / RLMRec-Gen's settings for ml-100k (the shipped ones stall or settle low
 #: there; the YAMLs say why).
 ML100K_YAML = {model: SGL_PAPER_YAML.with_name(f"{model}-ml-100k.yaml") for model in ("SimGCL", "XSimGCL", "RLMRec_Gen")}
+#: Figures the LLMHNI paper (arXiv 2511.07295, gpt-4o as the rater, its own runs) reports for a row of
+#: the ``paper`` suite, ``{(dataset, label): cell}``; shown in a column of their own, never mixed with
+#: this harness's measurements. Only the figures known here are listed (the paper's other rows are not).
+PAPER_REPORTED = {("amazon-books", "LLMHNI_LightGCN"): "R@20 0.2040, N@10 0.1168"}
 #: The order of the suites in the report.
 SUITE_ORDER = {suite: k for k, suite in enumerate(SUITES)}
 

@@ -482,6 +482,18 @@ def test_paper_table_names_the_encoder_of_the_text_models_and_prefers_its_own_ro
     assert table[4].endswith("| st:all-MiniLM-L6-v2 |") and table[5].endswith("| st:all-MiniLM-L6-v2 |")
 
 
+def test_paper_table_shows_the_llmhni_papers_own_figure_in_a_column_of_its_own(monkeypatch):
+    monkeypatch.setattr(report, "PAPER_REPORTED", {("toy", "LLMHNI_LightGCN"): "R@20 0.2040"})
+    rows = [_row("paper", "LightGCN", "LightGCN", 0.149),
+            _row("paper", "LLMHNI_LightGCN", "LLMHNI_LightGCN", 0.17, encoder="st")]
+    table = report.readme_table("paper", report.rows_by_table(rows)[("paper", "toy")])
+    assert table[0].endswith("| text encoder (S1) | LLMHNI paper reports |")
+    assert table[2].endswith("|  |  |") and table[3].endswith("| st | R@20 0.2040 |")
+    assert "| 0.0850 | 0.1700 |" in table[3]  # the measured figures stay this harness's
+    other = [_row("paper", "LightGCN", "LightGCN", 0.149, dataset="other")]
+    assert not report.readme_table("paper", other)[0].endswith("| LLMHNI paper reports |")
+
+
 def test_denoisers_suite_jobs():
     jobs = suites.suite_jobs("denoisers", ["toy"])
     labels = [j.label for j in jobs]
