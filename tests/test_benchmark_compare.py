@@ -415,8 +415,9 @@ def test_sampling_summary_weights_epochs_by_rows():
 def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_path):
     jobs = suites.suite_jobs("paper", ["ml-100k", "amazon-books"])
     labels = [j.label for j in jobs if j.dataset == "ml-100k"]
-    assert labels == ["BPR", "LightGCN", "NGCF", "LightGCN+DNS", "SGL", "SimGCL", "XSimGCL", "RLMRec-Con",
-                      "RLMRec-Gen", "WBPR_LightGCN", "TCE_LightGCN", "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN",
+    assert labels == ["BPR", "LightGCN", "NGCF", "LightGCN+DNS", "SGL", "SimGCL", "SimGCL, authors' settings",
+                      "XSimGCL", "XSimGCL, authors' settings", "RLMRec-Con", "RLMRec-Gen",
+                      "RLMRec-Gen, authors' settings", "WBPR_LightGCN", "TCE_LightGCN", "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN",
                       "LLMHNI_LightGCN", "LLMHNI_NGCF"]
     by = {(j.dataset, j.label): j for j in jobs}
     assert by[("ml-100k", "RLMRec-Con")].model == "RLMRec_Con" and by[("ml-100k", "LightGCN+DNS")].params == suites.DNS
@@ -424,10 +425,16 @@ def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_
     assert by[("ml-100k", "SGL")].params == {}
     sgl = by[("amazon-books", "SGL")].params
     assert sgl["n_layers"] == 3 and sgl["ssl_weight"] == 0.5 and sgl["ssl_tau"] == 0.2 and sgl["reg_weight"] == 1e-3
-    # SimGCL / XSimGCL: the authors' Yelp2018 defaults, except ml-100k's validated lambda and ego layer
-    for model in ("SimGCL", "XSimGCL"):
-        assert by[("amazon-books", model)].params == {}
-        assert by[("ml-100k", model)].params == {"lambda": 0.01, "include_ego_layer": True}
+    # SimGCL / XSimGCL: the authors' Yelp2018 defaults, except the validated lambda and ego layer on
+    # ml-100k (both) and amazon-books (SimGCL); the authors' settings then get a row of their own
+    ego = {"lambda": 0.01, "include_ego_layer": True}
+    assert by[("ml-100k", "SimGCL")].params == by[("ml-100k", "XSimGCL")].params == ego
+    assert by[("amazon-books", "SimGCL")].params == ego and by[("amazon-books", "XSimGCL")].params == {}
+    for ds, label in (("ml-100k", "SimGCL"), ("ml-100k", "XSimGCL"), ("amazon-books", "SimGCL"),
+                      ("ml-100k", "RLMRec-Gen")):
+        authors = by[(ds, f"{label}, authors' settings")]
+        assert authors.model == by[(ds, label)].model and authors.params == {}
+    assert ("amazon-books", "XSimGCL, authors' settings") not in by and ("ml-100k", "SGL, authors' settings") not in by
     # RLMRec-Gen: the authors' Amazon alignment settings, except their Yelp ones on ml-100k
     assert by[("amazon-books", "RLMRec-Gen")].params == {}
     assert by[("ml-100k", "RLMRec-Gen")].params == {"mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1}
