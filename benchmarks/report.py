@@ -76,11 +76,15 @@ def _table(rows: List[Record], extra_cols: List[Tuple[str, Callable[[Record], st
         gpu = r.get("peak_gpu_mb")
         cells = _metric_cells(r) + [
             r.get("status", "-"), _fmt(sec_per_epoch(r), 2), f"{r.get('wall_seconds_total', 0) / 60:.1f} min",
-            f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-",
-            f"{gpu:.0f} MB" if gpu else "-"]
+            _peak_rss(r), f"{gpu:.0f} MB" if gpu else "-"]
         cells += [fn(r) for _, fn in extra_cols]
         body.append(cells)
     return _markdown(head, body)
+
+
+def _peak_rss(r: Record) -> str:
+    """The job's peak resident memory (the training process's ``ru_maxrss``)."""
+    return f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"
 
 
 def _ident(r: Record, key: str) -> str:
@@ -324,7 +328,7 @@ def _speed_table(rows: List[Record]) -> List[str]:
                      f"{r.get('setup_seconds') or 0:.0f} s",
                      _stage_seconds(r, "S2 align"), _stage_seconds(r, "S4 pretrain"),
                      f"{sum(late):.1f} s" if late else "-",
-                     f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"])
+                     _peak_rss(r)])
     return _markdown(head, body)
 
 
@@ -341,13 +345,13 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
         head += ["ident. precision", "ident. recall"]
     reported = suite == "paper" and any((r["dataset"], r["label"]) in PAPER_REPORTED for r in rows)
     if suite == "paper":
-        head += ["text encoder (S1)"] + (["LLMHNI paper reports"] if reported else [])
+        head += ["peak RSS", "text encoder (S1)"] + (["LLMHNI paper reports"] if reported else [])
     body = []
     for r in rows:
         cells = _metric_cells(r) + [_status_cell(r), where(r), _fmt(sec_per_epoch(r), 2),
                                     f"{(r.get('wall_seconds_total') or 0) / 60:.0f} min"]
         if suite == "paper":
-            cells.append(_encoder_cell(r))
+            cells += [_peak_rss(r), _encoder_cell(r)]
             if reported:
                 cells.append(PAPER_REPORTED.get((r["dataset"], r["label"]), ""))
         if noise:

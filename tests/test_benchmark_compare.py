@@ -483,10 +483,12 @@ def test_paper_table_names_the_encoder_of_the_text_models_and_prefers_its_own_ro
             _row("paper", "SimGCL", "SimGCL", 0.155),
             _row("paper", "LightGCN", "LightGCN", 0.149)]
     table = report.readme_table("paper", report.rows_by_table(rows)[("paper", "toy")])
-    assert table[0].endswith("| text encoder (S1) |")
+    assert table[0].endswith("| peak RSS | text encoder (S1) |")
     assert [line.split(" | ")[0] for line in table[2:]] == ["| LightGCN", "| SimGCL", "| RLMRec-Con", "| LLMHNI_LightGCN"]
-    assert "| LightGCN | 0.0745 | 0.1490 |" in table[2] and table[2].endswith("|  |")  # its own row, no encoder
+    assert "| LightGCN | 0.0745 | 0.1490 |" in table[2] and table[2].endswith("| - |  |")  # its own row, no encoder
     assert table[4].endswith("| st:all-MiniLM-L6-v2 |") and table[5].endswith("| st:all-MiniLM-L6-v2 |")
+    with_memory = [_row("paper", "SimGCL", "SimGCL", 0.155, peak_rss_mb=1536.4)]
+    assert report.readme_table("paper", with_memory)[2].endswith("| 1536 MB |  |")
 
 
 def test_paper_table_shows_the_llmhni_papers_own_figure_in_a_column_of_its_own(monkeypatch):
@@ -495,7 +497,7 @@ def test_paper_table_shows_the_llmhni_papers_own_figure_in_a_column_of_its_own(m
             _row("paper", "LLMHNI_LightGCN", "LLMHNI_LightGCN", 0.17, encoder="st")]
     table = report.readme_table("paper", report.rows_by_table(rows)[("paper", "toy")])
     assert table[0].endswith("| text encoder (S1) | LLMHNI paper reports |")
-    assert table[2].endswith("|  |  |") and table[3].endswith("| st | R@20 0.2040 |")
+    assert table[2].endswith("| - |  |  |") and table[3].endswith("| - | st | R@20 0.2040 |")
     assert "| 0.0850 | 0.1700 |" in table[3]  # the measured figures stay this harness's
     other = [_row("paper", "LightGCN", "LightGCN", 0.149, dataset="other")]
     assert not report.readme_table("paper", other)[0].endswith("| LLMHNI paper reports |")
