@@ -69,16 +69,18 @@ BORROWED = {
 #: Settings files of the ``paper`` suite, ``{(model, dataset): YAML under recbole_llmhni/properties/paper/}``:
 #: SGL's paper's own Amazon-book run (elsewhere SGL runs with RecBole's defaults, as every RecBole
 #: baseline here), and for SimGCL / XSimGCL / RLMRec-Gen the settings chosen on a dataset's validation
-#: Recall@20 where the authors' shipped ones stall or settle low there (each YAML says why).
+#: Recall@20 where the authors' shipped ones stall or settle low there, RLMRec-Con's on amazon-books
+#: taken from the authors' own settings for another dataset (each YAML says why).
 PAPER_DIR = Path(__file__).resolve().parents[1] / "recbole_llmhni" / "properties" / "paper"
 PAPER_YAML = {("SGL", "amazon-books"): PAPER_DIR / "SGL-amazon-book.yaml",
               ("SimGCL", "ml-100k"): PAPER_DIR / "SimGCL-ml-100k.yaml",
               ("SimGCL", "amazon-books"): PAPER_DIR / "SimGCL-amazon-books.yaml",
               ("XSimGCL", "ml-100k"): PAPER_DIR / "XSimGCL-ml-100k.yaml",
+              ("RLMRec_Con", "amazon-books"): PAPER_DIR / "RLMRec_Con-amazon-books.yaml",
               ("RLMRec_Gen", "ml-100k"): PAPER_DIR / "RLMRec_Gen-ml-100k.yaml"}
 #: Plugin models whose shipped defaults are their authors' settings: where the suite runs one with a
 #: dataset's own YAML, the authors' settings get a row of their own beside it.
-AUTHORS_DEFAULTS = ("SimGCL", "XSimGCL", "RLMRec_Gen")
+AUTHORS_DEFAULTS = ("SimGCL", "XSimGCL", "RLMRec_Con", "RLMRec_Gen")
 #: Figures the LLMHNI paper (arXiv 2511.07295, gpt-4o as the rater, its own runs) reports for a row of
 #: the ``paper`` suite, ``{(dataset, label): cell}``; shown in a column of their own, never mixed with
 #: this harness's measurements. Only the figures known here are listed (the paper's other rows are not).
