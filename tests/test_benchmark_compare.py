@@ -435,13 +435,15 @@ def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_
         authors = by[(ds, f"{label}, authors' settings")]
         assert authors.model == by[(ds, label)].model and authors.params == {}
     assert ("amazon-books", "XSimGCL, authors' settings") not in by and ("ml-100k", "SGL, authors' settings") not in by
-    # RLMRec-Gen: the authors' Amazon alignment settings, except their Yelp ones on ml-100k
-    assert by[("amazon-books", "RLMRec-Gen")].params == {}
+    # RLMRec-Gen: the authors' Yelp alignment settings on both (their Amazon ones in a row of their own)
+    yelp = {"mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1}
+    assert by[("amazon-books", "RLMRec-Gen")].params == yelp
+    assert by[("amazon-books", "RLMRec-Gen, authors' settings")].params == {}
     # RLMRec-Con: the authors' Amazon settings, except their Steam ones on amazon-books (a row of its own)
     assert by[("ml-100k", "RLMRec-Con")].params == {}
     assert by[("amazon-books", "RLMRec-Con")].params == {"kd_weight": 1e-3, "kd_temperature": 0.1}
     assert by[("amazon-books", "RLMRec-Con, authors' settings")].params == {}
-    assert by[("ml-100k", "RLMRec-Gen")].params == {"mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1}
+    assert by[("ml-100k", "RLMRec-Gen")].params == yelp
     # a row the models suite already has counts as done, and the report shows it in the paper table
     models_row = suites.Job("models", "LightGCN+DNS", "LightGCN", "ml-100k").result_path(tmp_path)
     models_row.parent.mkdir(parents=True)
