@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from records import median, sec_per_epoch, view, where
-from suites import BORROWED, METRICS, PAPER_REPORTED, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SUITE_ORDER, SUITES, s3_label, suite_jobs
+from suites import (BORROWED, METRICS, PAPER_REPORTED, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SUITE_ORDER, SUITES,
+                    s3_label, suite_jobs)
 
 Record = Dict[str, Any]
 
@@ -85,6 +86,15 @@ def _table(rows: List[Record], extra_cols: List[Tuple[str, Callable[[Record], st
 def _peak_rss(r: Record) -> str:
     """The job's peak resident memory (the training process's ``ru_maxrss``)."""
     return f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"
+
+
+def _reported(r: Record) -> str:
+    """What the LLMHNI paper itself reports for this row ('' where it reports nothing known here)."""
+    return PAPER_REPORTED.get((r["dataset"], r["label"]), "")
+
+
+def _any_reported(rows: List[Record]) -> bool:
+    return any(_reported(r) for r in rows)
 
 
 def _ident(r: Record, key: str) -> str:
@@ -343,7 +353,7 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
     noise = suite in ("noise", "rater", "denoisers")
     if noise:
         head += ["ident. precision", "ident. recall"]
-    reported = suite == "paper" and any((r["dataset"], r["label"]) in PAPER_REPORTED for r in rows)
+    reported = suite == "paper" and _any_reported(rows)
     if suite == "paper":
         head += ["peak RSS", "text encoder (S1)"] + (["LLMHNI paper reports"] if reported else [])
     body = []
@@ -353,7 +363,7 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
         if suite == "paper":
             cells += [_peak_rss(r), _encoder_cell(r)]
             if reported:
-                cells.append(PAPER_REPORTED.get((r["dataset"], r["label"]), ""))
+                cells.append(_reported(r))
         if noise:
             flags = "LLMHNI" in r["model"] or bool(r.get("ident"))  # LLMHNI, or a denoiser's report
             cells += [_ident(r, "precision") if flags else "", _ident(r, "recall") if flags else ""]
@@ -396,9 +406,8 @@ def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[
         return [("ident. precision", lambda r: _ident(r, "precision")),
                 ("ident. recall", lambda r: _ident(r, "recall"))]
     if suite == "paper":
-        reported = [("LLMHNI paper reports", lambda r: PAPER_REPORTED.get((r["dataset"], r["label"]), ""))]
         return [("text encoder (S1)", _encoder_cell)] + (
-            reported if any((r["dataset"], r["label"]) in PAPER_REPORTED for r in rows) else [])
+            [("LLMHNI paper reports", _reported)] if _any_reported(rows) else [])
     if suite == "speed":
         vs_backbone = _vs_backbone(rows)
         return [("epoch vs backbone", lambda r: vs_backbone[r["label"]]),
