@@ -77,8 +77,7 @@ PAPER_YAML = {("SGL", "amazon-books"): PAPER_DIR / "SGL-amazon-book.yaml",
               ("SimGCL", "amazon-books"): PAPER_DIR / "SimGCL-amazon-books.yaml",
               ("XSimGCL", "ml-100k"): PAPER_DIR / "XSimGCL-ml-100k.yaml",
               ("RLMRec_Con", "amazon-books"): PAPER_DIR / "RLMRec_Con-amazon-books.yaml",
-              ("RLMRec_Gen", "ml-100k"): PAPER_DIR / "RLMRec_Gen-ml-100k.yaml",
-              ("RLMRec_Gen", "amazon-books"): PAPER_DIR / "RLMRec_Gen-amazon-books.yaml"}
+              ("RLMRec_Gen", "ml-100k"): PAPER_DIR / "RLMRec_Gen-ml-100k.yaml"}
 #: Plugin models whose shipped defaults are their authors' settings: where the suite runs one with a
 #: dataset's own YAML, the authors' settings get a row of their own beside it.
 AUTHORS_DEFAULTS = ("SimGCL", "XSimGCL", "RLMRec_Con", "RLMRec_Gen")
