@@ -70,6 +70,19 @@ With the authors' Yelp settings (``properties/paper/RLMRec_Gen-ml-100k.yaml``: m
 recon 0.01, tau 0.1; the ``paper`` suite uses them on ml-100k) validation dips to 0.175 at
 epoch 4 and then climbs; converged (best epoch 152 of 163), test Recall@20 / NDCG@20 0.3645 /
 0.3113, just below LightGCN's 0.3699 / 0.3168.
+
+**Measured on amazon-books** (RLMRec's own Amazon-book data, 59 steps per epoch, patience 10;
+``benchmarks/results/paper/amazon-books``). RLMRec-Gen with the authors' Amazon settings: BPR
+trains (40.82 -> 24.26 summed per epoch in 12 epochs) but validation Recall@20 is best at
+epoch 1 (0.0729), falls to 0.0407 at epoch 5 and is climbing back (0.0481) when patience ends:
+test 0.0748. Their Yelp settings do the same (best 0.0703 at epoch 1, test 0.0714), so the
+suite keeps the Amazon ones. RLMRec-Con with the authors' Amazon settings stalls: BPR stays at
+:math:`\ln 2` per batch for 12 epochs while the alignment trains, and early stopping keeps
+epoch 1 (test 0.0429); with their Steam settings (``properties/paper/RLMRec_Con-amazon-books.yaml``:
+``kd_weight`` 1e-3, ``kd_temperature`` 0.1) BPR takes off by epoch 5, validation dips as it
+does (0.0744 -> 0.0622) and then climbs; stopped by the session's deadline at epoch 45, still
+improving, test 0.1209 (LightGCN 0.1490). The authors train this data with sum pooling over layers 0..3, 32 dims, batch 4096
+and edge dropout 0.2, and evaluate every 3 epochs with patience 5 (15 epochs).
 """
 from __future__ import annotations
 
