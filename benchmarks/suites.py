@@ -69,8 +69,8 @@ BORROWED = {
 #: Settings files of the ``paper`` suite, ``{(model, dataset): YAML under recbole_llmhni/properties/paper/}``:
 #: SGL's paper's own Amazon-book run (elsewhere SGL runs with RecBole's defaults, as every RecBole
 #: baseline here), and for SimGCL / XSimGCL / RLMRec-Gen the settings chosen on a dataset's validation
-#: Recall@20 where the authors' shipped ones stall or settle low there, RLMRec-Con's on amazon-books
-#: taken from the authors' own settings for another dataset (each YAML says why).
+#: Recall@20 where the authors' shipped ones stall or settle low there (RLMRec's from the authors'
+#: own settings for another dataset; each YAML says why).
 PAPER_DIR = Path(__file__).resolve().parents[1] / "recbole_llmhni" / "properties" / "paper"
 PAPER_YAML = {("SGL", "amazon-books"): PAPER_DIR / "SGL-amazon-book.yaml",
               ("SimGCL", "ml-100k"): PAPER_DIR / "SimGCL-ml-100k.yaml",
