@@ -45,7 +45,10 @@ same files; a test keeps the committed README equal to them.
 ``--time-budget S`` stops a job after S seconds of wall time; its result is then the test
 metrics of its best-validation checkpoint so far (the job evaluates the test split whenever
 validation improves, and only reads it at the end), marked ``time budget`` in the report.
-``--epochs N`` caps training epochs (marked ``epoch cap`` when reached). Not part of CI.
+``--resume`` continues such a job from that checkpoint instead of retraining it (same machine,
+same settings; the row lists each restart in ``resumed``), so a long baseline converges over
+several sessions. ``--epochs N`` caps training epochs (marked ``epoch cap`` when reached). Not
+part of CI.
 
 The parts: :mod:`suites` (the jobs of each suite), :mod:`runner` (child processes, time
 budgets, result files), :mod:`records` (a result file and the view the report reads: the
@@ -93,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh-artifacts", action="store_true", help="each job computes S1-S7 in its own folder")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--force", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue jobs stopped by --time-budget / --deadline from their best checkpoint")
     r = sub.add_parser("report", help="RESULTS.md and PNG charts from the result files")
     r.add_argument("--results", default=str(RESULTS))
     r.add_argument("--readme", default=str(REPO / "README.md"),

@@ -9,6 +9,16 @@ trainer, the pipeline's stage reports) with its peak memory. With a time budget 
 evaluates the test split whenever validation improves and keeps the run record of that
 moment in a progress file, which becomes the result of a job stopped by its budget.
 Nothing is read from log text (:mod:`records`).
+
+``--resume`` continues such a job instead of retraining it: the child loads the job's own
+best-validation checkpoint (RecBole's ``resume_checkpoint``: weights, optimizer state, epoch,
+best score), the run record of that moment (per-epoch records up to the checkpoint, the test
+split evaluated there) and trains on from the next epoch under the same patience. The epochs
+trained after the checkpoint in the stopped run are trained again (they are in the
+``resumed`` entry's ``discarded_epochs``); the random stream restarts from the seed, so a
+resumed row is not bit-identical to an uninterrupted one. Its ``train_seconds`` and wall time
+add up every run's, and ``resumed`` lists each restart. A job resumes only on the machine and
+with the settings it started with.
 """
 from __future__ import annotations
 
@@ -77,7 +87,15 @@ def run_job(spec: Dict[str, Any]) -> None:
     run = prepare_run(spec["model"], spec["dataset"], config_dict=dict(spec["params"]))
     trainer = run.trainer
     test_at_best: Dict[str, Any] = {}
+    resumed = spec.get("resume")
+    earlier = resume_training(trainer, resumed, test_at_best) if resumed else {}
     train_started = time.perf_counter()
+
+    def record(best_valid: Any, test: Dict[str, Any]) -> Dict[str, Any]:
+        out = run_record(run, best_valid, test, earlier.get("train_seconds", 0.0) + time.perf_counter() - train_started)
+        if earlier:
+            out["resumed"] = earlier["resumed"]
+        return out
 
     def on_valid(epoch_idx: int, valid_score: float) -> None:
         if trainer.cur_step == 0 and spec.get("anytime_test"):  # validation just improved: the new best
@@ -85,18 +103,37 @@ def run_job(spec: Dict[str, Any]) -> None:
             test_at_best.clear()
             test_at_best.update(test)
         if spec.get("anytime_test"):
-            snapshot = run_record(run, trainer.best_valid_result, test_at_best, time.perf_counter() - train_started)
-            progress.write_text(json.dumps(snapshot, default=str))
+            progress.write_text(json.dumps(record(trainer.best_valid_result, test_at_best), default=str))
 
     trainer.fit(run.train_data, run.valid_data, saved=True, show_progress=False, callback_fn=on_valid)
-    train_seconds = time.perf_counter() - train_started
     test = trainer.evaluate(run.test_data, load_best_model=True, show_progress=False)
-    result = run_record(run, trainer.best_valid_result, test, train_seconds)
+    result = record(trainer.best_valid_result, test)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     result["wall_seconds"] = time.perf_counter() - started
     child.write_text(json.dumps(result, default=str))
+
+
+def resume_training(trainer: Any, resume: Dict[str, Any], test_at_best: Dict[str, Any]) -> Dict[str, Any]:
+    """Put ``trainer`` back where the stopped run's best-validation checkpoint left it.
+
+    ``resume``: ``{"checkpoint": path, "previous": the stopped run's result record}``. Loads the
+    checkpoint (weights, optimizer, epoch, best score), restores the best validation result, the
+    per-epoch records up to the checkpoint and the test split evaluated there (into
+    ``test_at_best``). Returns what the new record adds to: ``train_seconds`` of the earlier
+    runs and the ``resumed`` list with this restart appended.
+    """
+    previous = resume["previous"]
+    trainer.resume_checkpoint(resume["checkpoint"])
+    start = int(trainer.start_epoch)  # 1-based number of the checkpoint's epoch
+    trainer.best_valid_result = previous["best_valid_result"]
+    trainer.epoch_records = [e for e in previous.get("epochs") or [] if int(e["epoch"]) <= start]
+    test_at_best.update(previous.get("test_result") or {})
+    restart = {"from_epoch": start, "discarded_epochs": int(previous.get("epochs_trained") or start) - start,
+               "earlier_command": previous.get("command"), "earlier_status": previous.get("status")}
+    return {"train_seconds": float(previous.get("train_seconds") or 0.0),
+            "resumed": list(previous.get("resumed") or []) + [restart]}
 
 
 # ----------------------------------------------------------------------------- the parent
@@ -137,7 +174,10 @@ def job_record(job: Job, spec: Dict[str, Any], workdir: Path, rc: Optional[int],
         err = workdir / "stderr.txt"
         if err.exists():
             record["stderr_tail"] = err.read_text(errors="replace").splitlines()[-40:]
-    record["wall_seconds_total"] = wall
+    previous = (spec.get("resume") or {}).get("previous") or {}
+    record["wall_seconds_total"] = wall + float(previous.get("wall_seconds_total") or 0.0)
+    if previous.get("peak_rss_mb") and record.get("peak_rss_mb"):
+        record["peak_rss_mb"] = max(record["peak_rss_mb"], previous["peak_rss_mb"])
     return record
 
 
@@ -209,10 +249,40 @@ def done(job: Job, results: Path) -> bool:
     return any(Job(suite, label, job.model, job.dataset).result_path(results).exists() for suite, label in sources)
 
 
+def resumable(job: Job, results: Path, params: Dict[str, Any], info: Dict[str, Any]) -> Dict[str, Any]:
+    """``{"checkpoint", "previous"}`` to resume ``job`` from, or ``{"why": reason}`` if it cannot.
+
+    A job resumes when its result was stopped by a time budget or deadline, its folder still
+    holds the run's checkpoint, and the machine and config are the ones it started with.
+    """
+    out = job.result_path(results)
+    if not out.exists():
+        return {"why": f"no result file {out}"}
+    previous = json.loads(out.read_text())
+    if previous.get("status") != "time budget":
+        return {"why": f"{out.name} is '{previous.get('status')}', not stopped by a time budget"}
+    workdir = results / "_work" / job.suite / job.dataset / job.slug
+    saved = sorted((workdir / "saved").glob("*.pth"), key=lambda f: f.stat().st_mtime)
+    if not saved:
+        return {"why": f"no checkpoint under {workdir / 'saved'} (its folder is gone): rerun with --force"}
+    if where(previous) != where({"machine": info}):
+        return {"why": f"it started on {where(previous)}, this is {where({'machine': info})}"}
+    started = json.loads((workdir / "spec.json").read_text()).get("params") if (workdir / "spec.json").exists() else None
+    if started != json.loads(json.dumps(params, default=str)):
+        return {"why": "its settings differ from those it started with (see its spec.json)"}
+    return {"checkpoint": str(saved[-1]), "previous": previous}
+
+
 def run_suite(args: argparse.Namespace) -> int:
     results = Path(args.results).resolve()
     jobs = select_jobs(args)
-    todo = [j for j in jobs if args.force or not done(j, results)]
+    resume = getattr(args, "resume", False) and not args.force
+
+    def stopped(job: Job) -> bool:
+        out = job.result_path(results)
+        return out.exists() and json.loads(out.read_text()).get("status") == "time budget"
+
+    todo = [j for j in jobs if args.force or not done(j, results) or (resume and stopped(j))]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
           f"({args.workers} at a time)", flush=True)
     info = machine()
@@ -228,13 +298,21 @@ def run_suite(args: argparse.Namespace) -> int:
 
     def start(job: Job) -> None:
         workdir = results / "_work" / job.suite / job.dataset / job.slug
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
+        params = job_params(args, job, workdir, extra)
         out = job.result_path(results)
+        again = resumable(job, results, params, info) if resume and out.exists() else {}
+        if "why" in again:
+            print(f"[skip] {job.suite}/{job.dataset}/{job.label}: cannot resume: {again['why']}", flush=True)
+            return
+        if not again:
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        spec = {"model": job.model, "dataset": job.dataset, "params": job_params(args, job, workdir, extra),
+        spec = {"model": job.model, "dataset": job.dataset, "params": params,
                 "out": str(out), "anytime_test": bool(args.time_budget or deadline), "machine": info,
                 "command": command_line(args, job)}
+        if again:
+            spec["resume"] = again
         spec_file = workdir / "spec.json"
         spec_file.write_text(json.dumps(spec, default=str))
         env = dict(os.environ)
@@ -245,7 +323,8 @@ def run_suite(args: argparse.Namespace) -> int:
                                     cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                     start_new_session=True)
         running.append((job, spec, workdir, proc, time.time()))
-        print(f"[start] {job.suite}/{job.dataset}/{job.label}", flush=True)
+        how = f" (resumed after epoch {again['previous'].get('best_epoch')})" if again else ""
+        print(f"[start] {job.suite}/{job.dataset}/{job.label}{how}", flush=True)
 
     while pending or running:
         while pending and len(running) < workers and (deadline is None or time.time() < deadline - 60):

@@ -351,8 +351,9 @@ def trusted_checkpoint_trainer(trainer_cls: Type) -> Type:
 
             original_load = torch.load
             # RecBole's resume_checkpoint calls ``torch.load(resume_file, ...)`` itself; route
-            # exactly that one call through the trusted loader.
-            torch.load = lambda f, *a, **kw: load_trusted_checkpoint(f, kw.get("map_location"))
+            # exactly that one call to the original loader with weights_only=False (not through
+            # load_trusted_checkpoint, which would find the patched torch.load).
+            torch.load = lambda f, *a, **kw: original_load(f, map_location=kw.get("map_location"), weights_only=False)
             try:
                 super().resume_checkpoint(resume_file)
             finally:

@@ -238,13 +238,13 @@ def evaluate_checkpoint(model_file: str, model: Optional[str] = None, dataset: O
 def epochs_of(trainer: Any) -> Tuple[int, int]:
     """``(epochs trained, best epoch)`` (1-based) of a fitted RecBole trainer.
 
-    The best epoch is read from the early-stopping counter: ``cur_step`` evaluations without
-    improvement since the best one, ``eval_step`` epochs apart.
+    Epochs trained count from the first, also for training resumed from a checkpoint
+    (``start_epoch`` > 0). The best epoch is read from the early-stopping counter:
+    ``cur_step`` evaluations without improvement since the best one, ``eval_step`` epochs apart.
     """
-    trained = len(trainer.train_loss_dict)
-    last = trainer.start_epoch + trained  # 1-based number of the last epoch trained
+    last = trainer.start_epoch + len(trainer.train_loss_dict)  # 1-based number of the last epoch trained
     best = last - int(trainer.cur_step) * int(trainer.eval_step)
-    return trained, max(best, 0)
+    return last, max(best, 0)
 
 
 def run_record(run: PreparedRun, best_valid_result: Optional[Dict[str, float]], test_result: Optional[Dict[str, float]],
