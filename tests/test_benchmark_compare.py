@@ -543,3 +543,27 @@ def test_a_denoisers_identification_reaches_the_report_table(tmp_path):
     md = report.results_markdown([row], tmp_path)
     assert "![denoisers identification toy](denoisers_ident_toy.png)" in md
     assert (tmp_path / "denoisers_ident_toy.png").stat().st_size > 0
+
+
+def test_every_borrowed_row_is_the_same_job_under_the_shipped_defaults():
+    # a suite may show another suite's result only for the same model with the same effective
+    # settings: the job's params over properties/overall.yaml must agree key by key
+    from recbole_llmhni.config.defaults import plugin_defaults
+
+    defaults = plugin_defaults()
+    for suite, borrowed in suites.BORROWED.items():
+        for dataset in ("ml-100k", "amazon-books"):
+            jobs = {(j.suite, j.label): j for s in {suite, *(src for src, _ in borrowed)}
+                    for j in suites.suite_jobs(s, [dataset])}
+            for (source, label), shown in borrowed.items():
+                if (suite, shown) not in jobs or (source, label) not in jobs:
+                    continue
+                a, b = jobs[(source, label)], jobs[(suite, shown)]
+                assert a.model == b.model, (suite, shown)
+                effective_a, effective_b = {**defaults, **a.params}, {**defaults, **b.params}
+                if effective_a.get("llmhni_neg_mode") is None:  # ~: the LLMHNI models' own, semantic
+                    effective_a["llmhni_neg_mode"] = "semantic" if a.model.startswith("LLMHNI") else None
+                if effective_b.get("llmhni_neg_mode") is None:
+                    effective_b["llmhni_neg_mode"] = "semantic" if b.model.startswith("LLMHNI") else None
+                assert effective_a == effective_b, (suite, shown, dataset)
+    assert ("models", "LLMHNI_LightGCN") in suites.BORROWED["s3"]  # the sweep's default point

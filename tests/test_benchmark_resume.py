@@ -93,3 +93,11 @@ def test_which_jobs_may_resume_and_why_not(tmp_path):
     assert "settings differ" in runner.resumable(job, results, {**params, "epochs": 7}, CPU)["why"]
     again = runner.resumable(job, results, params, CPU)
     assert again["checkpoint"].endswith("SGL-1.pth") and again["previous"]["best_epoch"] == 4
+
+
+def test_the_report_says_a_row_was_resumed():
+    import report
+
+    row = {"status": "early stop", "resumed": [{"from_epoch": 45}, {"from_epoch": 98}]}
+    assert report._status_cell(row) == "early stop (resumed after epoch 45, 98)"
+    assert report._status_cell({"status": "time budget"}) == "**time budget**"
