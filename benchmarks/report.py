@@ -302,13 +302,12 @@ def rows_by_table(records: List[Record]) -> Dict[tuple, List[Record]]:
     for r in records:
         by_key.setdefault((r["suite"], r["dataset"]), []).append(r)
     for (suite, dataset), rows in by_key.items():
-        own = {r["label"] for r in rows}
+        own = {(r["label"], where(r)) for r in rows}  # a suite's own result wins, machine by machine
         caps = {_epoch_cap(r) for r in rows}
         for (source, label), shown in BORROWED.get(suite, {}).items():
-            if shown in own:
-                continue
             for r in records:  # a row trained under another epoch cap is not the same job
-                if (r["suite"], r["dataset"], r["label"]) == (source, dataset, label) and _epoch_cap(r) in caps:
+                if ((r["suite"], r["dataset"], r["label"]) == (source, dataset, label) and _epoch_cap(r) in caps
+                        and (shown, where(r)) not in own):
                     rows.insert(0, {**r, "label": shown})
         job_order = {j.label: i for i, j in enumerate(suite_jobs(suite, [dataset]))}
         rows.sort(key=lambda r: (job_order.get(r["label"], -1), where(r)))  # a job's CPU row first

@@ -53,9 +53,12 @@ DENOISER_NOISE = 0.2
 MODELS_ROWS = ("BPR", "LightGCN", "NGCF", "LightGCN+DNS", "LLMHNI_LightGCN", "LLMHNI_NGCF")
 #: Rows a suite shows from another suite's result instead of running the same job again:
 #: ``{suite: {(source suite, source label): label shown}}``. Only jobs with the same model and the
-#: same settings are shared; a suite's own result for that label, when present, wins.
+#: same settings are shared; a suite's own result for that label on the same machine, when present, wins.
 BORROWED = {
-    "ablation": {("models", "LLMHNI_LightGCN"): "full (models row)"},
+    "ablation": {("models", "LLMHNI_LightGCN"): "full (models row)", ("s3", "uniform"): "w/o semantic sampling"},
+    "noise": {("models", "LLMHNI_LightGCN"): "LLMHNI_LightGCN noise=0", ("models", "LightGCN"): "LightGCN noise=0",
+              ("rater", "LLMHNI_LightGCN, stand-in rater"): "LLMHNI_LightGCN noise=0.2",
+              ("rater", "LightGCN"): "LightGCN noise=0.2"},
     "s8": {("models", "LLMHNI_LightGCN"): "lambda=0 (models row)"},
     # the models row is LLMHNI_LightGCN with its defaults, i.e. this sweep point
     "s3": {("models", "LLMHNI_LightGCN"): "q=0.9 k=1 M=8"},
