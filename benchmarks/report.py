@@ -222,9 +222,20 @@ def _r20(r: Record, split: str = "test") -> Optional[float]:
     return (r.get(split) or {}).get("recall@20")
 
 
+def _first_per_label(rows: List[Record]) -> Dict[str, Record]:
+    """One row per label: the first (rows come a job's CPU row first), so a grid compares one machine."""
+    out: Dict[str, Record] = {}
+    for r in rows:
+        out.setdefault(r["label"], r)
+    return out
+
+
 def s3_selected(rows: List[Record]) -> Optional[Record]:
-    """The grid row (semantic, a fixed q; not ``auto``) with the best validation Recall@20, ``None`` if none ran."""
-    semantic = [r for r in rows if (r.get("negative_sampling") or {}).get("mode") == "semantic"
+    """The grid row (semantic, a fixed q; not ``auto``) with the best validation Recall@20, ``None`` if none ran.
+
+    One row per setting (:func:`_first_per_label`): another machine's copy of a job is not a candidate.
+    """
+    semantic = [r for r in _first_per_label(rows).values() if (r.get("negative_sampling") or {}).get("mode") == "semantic"
                 and (r.get("params") or {}).get("llmhni_fn_quantile") != "auto" and _r20(r, "valid") is not None]
     return max(semantic, key=lambda r: _r20(r, "valid")) if semantic else None
 
@@ -262,7 +273,7 @@ def _s3_heatmap(rows: List[Record], path: Path, dataset: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    by_label = {r["label"]: r for r in rows}
+    by_label = _first_per_label(rows)
     ys = [(k, m) for m in S3_CANDIDATES for k in S3_TOPK]
     grid = np.full((len(ys), len(S3_QUANTILES)), np.nan)
     for a, (k, m) in enumerate(ys):
@@ -280,8 +291,8 @@ def _s3_heatmap(rows: List[Record], path: Path, dataset: str) -> None:
             ax.text(b, a, text, ha="center", va="center", fontsize=8, color="black" if np.isnan(grid[a, b]) else "white")
     ax.set_xticks(range(len(S3_QUANTILES)), [f"q={q:g}" for q in S3_QUANTILES])
     ax.set_yticks(range(len(ys)), [f"k={k} M={m}" for k, m in ys])
-    refs = ", ".join(f"{r['label']} {_r20(r):.4f}" for r in rows if r["label"] in ("uniform", "score-only DNS M=8", "auto k=1 M=8")
-                     and _r20(r) is not None)
+    refs = ", ".join(f"{r['label']} {_r20(r):.4f}" for r in by_label.values()
+                     if r["label"] in ("uniform", "score-only DNS M=8", "auto k=1 M=8") and _r20(r) is not None)
     ax.set_title(f"S3 sweep, test Recall@20: {dataset}" + (f"\n{refs}" if refs else ""), fontsize=9)
     if not np.isnan(grid).all():
         fig.colorbar(image, ax=ax)

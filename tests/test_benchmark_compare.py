@@ -394,6 +394,10 @@ def test_s3_table_marks_the_validation_selected_row_and_the_heat_map_is_drawn(tm
     png = tmp_path / "s3.png"
     report._s3_heatmap(rows, png, "toy")
     assert png.stat().st_size > 0
+    # another machine's copy of a job (listed after the CPU row) is neither selected nor drawn
+    gpu = {**_s3_row("q=0.3 k=1 M=8", 0.40, 0.20, q=0.3), "machine": {"gpu": "NVIDIA H100 80GB HBM3"}}
+    assert report.s3_selected(rows + [gpu])["label"] == "q=0.9 k=1 M=8"
+    assert report._first_per_label(rows + [gpu])["q=0.3 k=1 M=8"]["test"]["recall@20"] == 0.35
 
 
 def test_sampling_summary_weights_epochs_by_rows():
