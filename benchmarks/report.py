@@ -222,6 +222,10 @@ def _r20(r: Record, split: str = "test") -> Optional[float]:
     return (r.get(split) or {}).get("recall@20")
 
 
+#: label -> q of every grid point (a row borrowed from an older record may lack S3's counters)
+_S3_GRID = {s3_label(q, k, m): q for q in S3_QUANTILES for k in S3_TOPK for m in S3_CANDIDATES}
+
+
 def _first_per_label(rows: List[Record]) -> Dict[str, Record]:
     """One row per label: the first (rows come a job's CPU row first), so a grid compares one machine."""
     out: Dict[str, Record] = {}
@@ -235,8 +239,7 @@ def s3_selected(rows: List[Record]) -> Optional[Record]:
 
     One row per setting (:func:`_first_per_label`): another machine's copy of a job is not a candidate.
     """
-    semantic = [r for r in _first_per_label(rows).values() if (r.get("negative_sampling") or {}).get("mode") == "semantic"
-                and (r.get("params") or {}).get("llmhni_fn_quantile") != "auto" and _r20(r, "valid") is not None]
+    semantic = [r for label, r in _first_per_label(rows).items() if label in _S3_GRID and _r20(r, "valid") is not None]
     return max(semantic, key=lambda r: _r20(r, "valid")) if semantic else None
 
 
@@ -257,7 +260,7 @@ def _s3_table(rows: List[Record]) -> List[str]:
     for r in rows:
         ns = r.get("negative_sampling") or {}
         label = f"**{r['label']}** (selected)" if r is best else r["label"]
-        q = ns.get("fn_quantile") if ns.get("mode") == "semantic" else None
+        q = ns.get("fn_quantile") if ns.get("mode") == "semantic" else _S3_GRID.get(r["label"])
         body.append([label, _fmt(_r20(r, "valid")), _fmt(_r20(r)), _fmt((r.get("test") or {}).get("ndcg@20")),
                      "-" if q is None else f"{q:g}", _share(r, "fired_row_share"), _share(r, "changed_row_share"),
                      f"{r.get('best_epoch', '-')} / {r.get('epochs_trained', '-')}", _status_cell(r), where(r),

@@ -60,8 +60,6 @@ BORROWED = {
               ("rater", "LLMHNI_LightGCN, stand-in rater"): "LLMHNI_LightGCN noise=0.2",
               ("rater", "LightGCN"): "LightGCN noise=0.2"},
     "s8": {("models", "LLMHNI_LightGCN"): "lambda=0 (models row)"},
-    # the models row is LLMHNI_LightGCN with its defaults, i.e. this sweep point
-    "s3": {("models", "LLMHNI_LightGCN"): "q=0.9 k=1 M=8"},
     "paper": {**{("models", label): label for label in MODELS_ROWS},
               **{("denoisers", f"{m}_LightGCN noise=0"): f"{m}_LightGCN" for m in DENOISERS}},
     "denoisers": {("rater", "LightGCN"): f"LightGCN noise={DENOISER_NOISE:g}",

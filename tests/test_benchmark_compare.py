@@ -398,6 +398,11 @@ def test_s3_table_marks_the_validation_selected_row_and_the_heat_map_is_drawn(tm
     gpu = {**_s3_row("q=0.3 k=1 M=8", 0.40, 0.20, q=0.3), "machine": {"gpu": "NVIDIA H100 80GB HBM3"}}
     assert report.s3_selected(rows + [gpu])["label"] == "q=0.9 k=1 M=8"
     assert report._first_per_label(rows + [gpu])["q=0.3 k=1 M=8"]["test"]["recall@20"] == 0.35
+    # a grid row borrowed from an older record without S3's counters (the models row) still competes
+    borrowed = {**_s3_row("q=0.9 k=1 M=16", 0.33, 0.34), "negative_sampling": None}
+    assert report.s3_selected(rows + [borrowed])["label"] == "q=0.9 k=1 M=16"
+    assert "| **q=0.9 k=1 M=16** (selected) | 0.3300 | 0.3400 | 0.1000 | 0.9 | - | - |" in "\n".join(
+        report.readme_table("s3", rows + [borrowed]))
 
 
 def test_sampling_summary_weights_epochs_by_rows():
@@ -570,4 +575,3 @@ def test_every_borrowed_row_is_the_same_job_under_the_shipped_defaults():
                 if effective_b.get("llmhni_neg_mode") is None:
                     effective_b["llmhni_neg_mode"] = "semantic" if b.model.startswith("LLMHNI") else None
                 assert effective_a == effective_b, (suite, shown, dataset)
-    assert ("models", "LLMHNI_LightGCN") in suites.BORROWED["s3"]  # the sweep's default point

@@ -38,8 +38,8 @@ def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config
     }
     config = LLMHNIConfig(model=model, dataset="tiny", config_dict={**base, **config_dict})
     init_seed(config["seed"], config["reproducibility"])
-    train_data, _, _ = data_preparation(config, LLMHNIDataset(config))
-    result = LLMHNIPipeline(config).run(train_data._dataset)
+    train_data, valid_data, _ = data_preparation(config, LLMHNIDataset(config))
+    result = LLMHNIPipeline(config).run(train_data._dataset, valid_data._dataset)
     train_data._dataset.llmhni_inputs = result.model_inputs()
     init_seed(config["seed"], config["reproducibility"])
     return train_data, config.model_class(config, train_data._dataset), result

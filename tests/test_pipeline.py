@@ -18,6 +18,8 @@ from recbole_llmhni.llm import Rating
 from recbole_llmhni.pipeline import LLMHNIPipeline
 
 STAGES = ["S1 encode", "S2 align", "S4 pretrain", "S5 candidates", "S6 rate", "S7 rewrite"]
+#: a default LLMHNI run: S3's q chosen by "S3 calibrate" (``llmhni_fn_quantile: auto``) after S2
+DEFAULT_STAGES = STAGES[:2] + ["S3 calibrate"] + STAGES[2:]
 
 
 class HashEncoder:
@@ -61,21 +63,21 @@ def _splits(tiny_dataset, workdir, model="LLMHNI_LightGCN", **extra):
         "llmhni_artifact_dir": str(workdir / "art"), "llmhni_align_epochs": 2, "llmhni_pretrain_epochs": 2,
         "llmhni_warm_start": True, **extra})
     init_seed(config["seed"], config["reproducibility"])
-    train_data, _, _ = data_preparation(config, LLMHNIDataset(config))
-    return config, train_data
+    train_data, valid_data, _ = data_preparation(config, LLMHNIDataset(config))
+    return config, train_data, valid_data._dataset  # the validation split: what "S3 calibrate" reads
 
 
 @pytest.mark.parametrize("model", ["LLMHNI_LightGCN", "LLMHNI_NGCF"])
 def test_model_is_built_from_prepared_artifacts_with_fakes_that_fail_when_called(recbole_workdir, tiny_dataset, model):
-    config, train_data = _splits(tiny_dataset, recbole_workdir, model)
-    first = LLMHNIPipeline(config, encoder=HashEncoder(), rater=Rater()).run(train_data._dataset)
-    assert [r.stage for r in first.reports] == STAGES
+    config, train_data, valid = _splits(tiny_dataset, recbole_workdir, model)
+    first = LLMHNIPipeline(config, encoder=HashEncoder(), rater=Rater()).run(train_data._dataset, valid)
+    assert [r.stage for r in first.reports] == DEFAULT_STAGES
     assert {r.status for r in first.reports} == {"computed"}
 
-    config, train_data = _splits(tiny_dataset, recbole_workdir, model)
+    config, train_data, valid = _splits(tiny_dataset, recbole_workdir, model)
     again = LLMHNIPipeline(config, encoder=FailingEncoder(), rater=FailingRater(), rec_pre_trainer=failing_trainer)
-    result = again.run(train_data._dataset)
-    assert [r.status for r in result.reports] == ["reused"] * 6  # S4 reused: the warm start loads Rec_pre
+    result = again.run(train_data._dataset, valid)
+    assert [r.status for r in result.reports] == ["reused"] * 7  # S4 reused: the warm start loads Rec_pre
     train = train_data._dataset
     train.llmhni_inputs = result.model_inputs()
     init_seed(config["seed"], config["reproducibility"])
@@ -88,7 +90,7 @@ def test_model_is_built_from_prepared_artifacts_with_fakes_that_fail_when_called
 
 
 def test_stages_the_config_does_not_use_are_off_and_cost_nothing(recbole_workdir, tiny_dataset):
-    config, train_data = _splits(tiny_dataset, recbole_workdir, llmhni_neg_mode="dns", llmhni_denoise=False,
+    config, train_data, valid = _splits(tiny_dataset, recbole_workdir, llmhni_neg_mode="dns", llmhni_denoise=False,
                                  llmhni_warm_start=False)
     result = LLMHNIPipeline(config, encoder=FailingEncoder(), rater=FailingRater(),
                             rec_pre_trainer=failing_trainer).run(train_data._dataset)
@@ -110,11 +112,11 @@ def test_the_pipeline_command_prints_every_stage_and_writes_json(recbole_workdir
             f"--llmhni_precomputed_item_emb={vectors['item']}", "--llmhni_align_epochs=2", "--llmhni_pretrain_epochs=1"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    for stage in STAGES:
+    for stage in DEFAULT_STAGES:
         assert f"  {stage}: computed in" in out
     stages = json.loads((recbole_workdir / "stages.json").read_text())["stages"]
-    assert [s["stage"] for s in stages] == STAGES and all(s["path"] for s in stages)
+    assert [s["stage"] for s in stages] == DEFAULT_STAGES and all(s["path"] for s in stages)
     assert main(args) == 0
-    assert capsys.readouterr().out.count(": reused ") == 5  # S4 skipped: S5's candidates are cached
+    assert capsys.readouterr().out.count(": reused ") == 6  # S1-S3, S5-S7; S4 skipped: S5's candidates are cached
     assert main(args[:-1] + ["--llmhni_pretrain_epochs=-2"]) == 2
     assert "llmhni_pretrain_epochs=-2 is not allowed" in capsys.readouterr().err

@@ -234,7 +234,7 @@ def test_pipeline_gives_raw_or_aligned_vectors_of_the_training_split_only(recbol
         tiny_dataset["data_path"], llmhni_artifact_dir=str(recbole_workdir / "artifacts"),
         llmhni_use_alignment=aligned, llmhni_denoise=False,
     )
-    result = LLMHNIPipeline(train.config, encoder=HashEncoder()).run(train)
+    result = LLMHNIPipeline(train.config, encoder=HashEncoder()).run(train, valid)
     user, item = result.semantic_user, result.semantic_item
     assert user.shape == (train.user_num, 64 if aligned else 16) and item.shape[0] == train.item_num
     assert result.report("S2").status == ("computed" if aligned else "off")
@@ -243,7 +243,7 @@ def test_pipeline_gives_raw_or_aligned_vectors_of_the_training_split_only(recbol
         assert not matrix[0].any()  # padding
         assert np.allclose(np.linalg.norm(matrix[1:], axis=1), 1.0, atol=1e-5)
     with pytest.raises(RuntimeError, match="training split"):
-        LLMHNIPipeline(valid.config, encoder=HashEncoder()).run(valid)
+        LLMHNIPipeline(valid.config, encoder=HashEncoder()).run(valid, valid)
 
 
 @pytest.mark.parametrize("model", ["LLMHNI_LightGCN", "LLMHNI_NGCF", "BPR"])

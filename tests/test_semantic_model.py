@@ -43,9 +43,10 @@ def _build(workdir: Path, tiny_dataset, model: str = "LLMHNI_LightGCN", **config
     config = LLMHNIConfig(model=model, dataset="tiny", config_dict={**base, **config_dict})
     init_seed(config["seed"], config["reproducibility"])
     dataset = LLMHNIDataset(config)
-    train_data, _, _ = data_preparation(config, dataset)
+    train_data, valid_data, _ = data_preparation(config, dataset)
     if getattr(config.model_class, "needs_pipeline", False):
-        train_data._dataset.llmhni_inputs = LLMHNIPipeline(config).run(train_data._dataset).model_inputs()
+        pipeline = LLMHNIPipeline(config).run(train_data._dataset, valid_data._dataset)
+        train_data._dataset.llmhni_inputs = pipeline.model_inputs()
     init_seed(config["seed"], config["reproducibility"])
     model_obj = config.model_class(config, train_data._dataset).to(config["device"])
     return config, train_data, model_obj
