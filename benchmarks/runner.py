@@ -202,6 +202,8 @@ def command_line(args: argparse.Namespace, job: Job) -> str:
         parts.append(f"--deadline {args.deadline:g}")
     if args.device:
         parts.append(f"--device {args.device}")
+    if getattr(args, "resume", False):
+        parts.append("--resume")
     for item in args.set or []:
         parts.append(f"--set {item}")
     return " ".join(parts)
