@@ -554,6 +554,14 @@ def test_a_denoisers_identification_reaches_the_report_table(tmp_path):
     assert (tmp_path / "denoisers_ident_toy.png").stat().st_size > 0
 
 
+def _effective(defaults, job):
+    """The plugin keys a job runs with: its params over the YAML defaults, ``neg_mode: ~`` resolved."""
+    config = {**defaults, **job.params}
+    if config.get("llmhni_neg_mode") is None:  # ~: the LLMHNI models' own (semantic), RecBole's for others
+        config["llmhni_neg_mode"] = "semantic" if job.model.startswith("LLMHNI") else None
+    return config
+
+
 def test_every_borrowed_row_is_the_same_job_under_the_shipped_defaults():
     # a suite may show another suite's result only for the same model with the same effective
     # settings: the job's params over properties/overall.yaml must agree key by key
@@ -569,9 +577,4 @@ def test_every_borrowed_row_is_the_same_job_under_the_shipped_defaults():
                     continue
                 a, b = jobs[(source, label)], jobs[(suite, shown)]
                 assert a.model == b.model, (suite, shown)
-                effective_a, effective_b = {**defaults, **a.params}, {**defaults, **b.params}
-                if effective_a.get("llmhni_neg_mode") is None:  # ~: the LLMHNI models' own, semantic
-                    effective_a["llmhni_neg_mode"] = "semantic" if a.model.startswith("LLMHNI") else None
-                if effective_b.get("llmhni_neg_mode") is None:
-                    effective_b["llmhni_neg_mode"] = "semantic" if b.model.startswith("LLMHNI") else None
-                assert effective_a == effective_b, (suite, shown, dataset)
+                assert _effective(defaults, a) == _effective(defaults, b), (suite, shown, dataset)
