@@ -76,7 +76,7 @@ def _table(rows: List[Record], extra_cols: List[Tuple[str, Callable[[Record], st
     for r in rows:
         gpu = r.get("peak_gpu_mb")
         cells = _metric_cells(r) + [
-            _status_cell(r).replace("**", ""), _fmt(sec_per_epoch(r), 2), f"{r.get('wall_seconds_total', 0) / 60:.1f} min",
+            _status_cell(r, bold=False), _fmt(sec_per_epoch(r), 2), f"{r.get('wall_seconds_total', 0) / 60:.1f} min",
             _peak_rss(r), f"{gpu:.0f} MB" if gpu else "-"]
         cells += [fn(r) for _, fn in extra_cols]
         body.append(cells)
@@ -333,9 +333,10 @@ def _encoder_cell(r: Record) -> str:
     return str(r.get("encoder") or "-") if r["model"].startswith(("LLMHNI", "RLMRec")) else ""
 
 
-def _status_cell(r: Record) -> str:
+def _status_cell(r: Record, bold: bool = True) -> str:
+    """How the row's run stopped; a stop short of convergence in bold (README tables)."""
     status = r.get("status", "-")
-    cell = f"**{status}**" if status in ("time budget", "failed") else status
+    cell = f"**{status}**" if bold and status in ("time budget", "failed") else status
     restarts = r.get("resumed") or []  # compare.py run --resume: trained over several runs
     if restarts:
         cell += " (resumed after epoch " + ", ".join(str(x["from_epoch"]) for x in restarts) + ")"

@@ -251,6 +251,11 @@ def done(job: Job, results: Path) -> bool:
     return any(Job(suite, label, job.model, job.dataset).result_path(results).exists() for suite, label in sources)
 
 
+def job_workdir(job: Job, results: Path) -> Path:
+    """The folder a job runs in (its spec, logs and checkpoint; kept for ``--resume``)."""
+    return results / "_work" / job.suite / job.dataset / job.slug
+
+
 def resumable(job: Job, results: Path, params: Dict[str, Any], info: Dict[str, Any]) -> Dict[str, Any]:
     """``{"checkpoint", "previous"}`` to resume ``job`` from, or ``{"why": reason}`` if it cannot.
 
@@ -263,7 +268,7 @@ def resumable(job: Job, results: Path, params: Dict[str, Any], info: Dict[str, A
     previous = json.loads(out.read_text())
     if previous.get("status") != "time budget":
         return {"why": f"{out.name} is '{previous.get('status')}', not stopped by a time budget"}
-    workdir = results / "_work" / job.suite / job.dataset / job.slug
+    workdir = job_workdir(job, results)
     saved = sorted((workdir / "saved").glob("*.pth"), key=lambda f: f.stat().st_mtime)
     if not saved:
         return {"why": f"no checkpoint under {workdir / 'saved'} (its folder is gone): rerun with --force"}
@@ -299,7 +304,7 @@ def run_suite(args: argparse.Namespace) -> int:
     workers = 1 if any(j.suite == "speed" for j in todo) else args.workers
 
     def start(job: Job) -> None:
-        workdir = results / "_work" / job.suite / job.dataset / job.slug
+        workdir = job_workdir(job, results)
         params = job_params(args, job, workdir, extra)
         out = job.result_path(results)
         again = resumable(job, results, params, info) if resume and out.exists() else {}

@@ -77,7 +77,7 @@ def _args(tmp_path: Path) -> argparse.Namespace:
 def test_which_jobs_may_resume_and_why_not(tmp_path):
     job = suites.Job("paper", "SGL", "SGL", "toy")
     results = tmp_path / "results"
-    workdir = results / "_work" / "paper" / "toy" / job.slug
+    workdir = runner.job_workdir(job, results)
     params = runner.job_params(_args(tmp_path), job, workdir, {})
     out = job.result_path(results)
     assert "no result file" in runner.resumable(job, results, params, CPU)["why"]
