@@ -50,7 +50,7 @@ DENOISERS = ("WBPR", "TCE", "RCE", "BOD", "DCF")
 DENOISER_NOISE = 0.2
 
 #: The rows the ``paper`` suite shares with the ``models`` suite (same model, same settings).
-MODELS_ROWS = ("BPR", "LightGCN", "NGCF", "LightGCN+DNS", "LLMHNI_LightGCN", "LLMHNI_NGCF")
+MODELS_ROWS = ("BPR", "LightGCN", "NGCF", "LightGCN+DNS", "NGCF+DNS", "LLMHNI_LightGCN", "LLMHNI_NGCF")
 #: Rows a suite shows from another suite's result instead of running the same job again:
 #: ``{suite: {(source suite, source label): label shown}}``. Only jobs with the same model and the
 #: same settings are shared; a suite's own result for that label on the same machine, when present, wins.
@@ -116,6 +116,7 @@ def _models(suite: str, ds: str, speed_epochs: int) -> List[Job]:
         Job(suite, "LightGCN", "LightGCN", ds),
         Job(suite, "LightGCN+DNS", "LightGCN", ds, dict(DNS)),
         Job(suite, "NGCF", "NGCF", ds),
+        Job(suite, "NGCF+DNS", "NGCF", ds, dict(DNS)),
         Job(suite, "BPR", "BPR", ds),
     ]
 
@@ -217,6 +218,7 @@ def _paper(suite: str, ds: str, speed_epochs: int) -> List[Job]:
         Job(suite, "LightGCN", "LightGCN", ds),
         Job(suite, "NGCF", "NGCF", ds),
         Job(suite, "LightGCN+DNS", "LightGCN", ds, dict(DNS)),
+        Job(suite, "NGCF+DNS", "NGCF", ds, dict(DNS)),
         *rows("SGL", "SGL"),
         *rows("SimGCL", "SimGCL"),
         *rows("XSimGCL", "XSimGCL"),
@@ -253,7 +255,7 @@ _BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
     """The jobs of one suite, in the order they are started.
 
-    ``models``: BPR, LightGCN, NGCF, LightGCN + RecBole's DNS, LLMHNI_LightGCN, LLMHNI_NGCF;
+    ``models``: BPR, LightGCN, NGCF, LightGCN and NGCF + RecBole's DNS, LLMHNI_LightGCN, LLMHNI_NGCF;
     ``noise``: LightGCN and LLMHNI_LightGCN with 0, 5, 10, 20% injected noise; ``ablation``:
     LLMHNI_LightGCN without each part; ``s8``: the S8 weights, from scratch and warm-started;
     ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each;
