@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from records import median, sec_per_epoch, view, where
-from suites import (BORROWED, METRICS, PAPER_REPORTED, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SUITE_ORDER, SUITES,
-                    s3_label, suite_jobs)
+from suites import (BORROWED, METRICS, PAPER_REPORTED, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SEED_ROWS, SEEDS,
+                    SUITE_ORDER, SUITES, s3_label, seed_label, suite_jobs)
 
 Record = Dict[str, Any]
 
@@ -304,6 +304,94 @@ def _s3_heatmap(rows: List[Record], path: Path, dataset: str) -> None:
     plt.close(fig)
 
 
+def _mean_std(values: List[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single value)."""
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, var ** 0.5
+
+
+def seed_table(rows: List[Record]) -> Dict[str, Any]:
+    """The ``seeds`` suite as numbers: per seed, each of :data:`SEED_ROWS`' test metrics; per row,
+    mean and sample std over the seeds it ran; for two rows, the paired difference (second minus
+    first, seed by seed, over the seeds both ran) and how many seeds the second is above."""
+    by_label = _first_per_label(rows)
+    names = [label for label, _, _ in SEED_ROWS]
+    per_seed = {seed: {name: (by_label[seed_label(name, seed)].get("test") or {})
+                       for name in names if seed_label(name, seed) in by_label} for seed in SEEDS}
+    out: Dict[str, Any] = {"names": names, "per_seed": per_seed, "summary": {}, "paired": {}}
+    for metric in ("recall@20", "ndcg@20"):
+        for name in names:
+            values = [m[name][metric] for m in per_seed.values() if m.get(name, {}).get(metric) is not None]
+            if values:
+                out["summary"][(name, metric)] = (*_mean_std(values), len(values))
+        if len(names) == 2:
+            a, b = names
+            diffs = [m[b][metric] - m[a][metric] for m in per_seed.values()
+                     if m.get(a, {}).get(metric) is not None and m.get(b, {}).get(metric) is not None]
+            if diffs:
+                out["paired"][metric] = (*_mean_std(diffs), len(diffs), sum(d > 0 for d in diffs))
+    return out
+
+
+def _seeds_table(rows: List[Record]) -> List[str]:
+    """Test R@20 / N@20 of each row seed by seed, then mean +- std and the paired difference."""
+    t = seed_table(rows)
+    names = t["names"]
+    pair = len(names) == 2
+    head = ["seed"] + [f"{n} {m}" for m in ("R@20", "N@20") for n in names]
+    head += [f"{names[1]} - {names[0]} {m}" for m in ("R@20", "N@20")] if pair else []
+    body = []
+    for seed, m in t["per_seed"].items():
+        if not m:
+            continue
+        cells = [str(seed)] + [_fmt(m.get(n, {}).get(k)) for k in ("recall@20", "ndcg@20") for n in names]
+        if pair:
+            for k in ("recall@20", "ndcg@20"):
+                a, b = (m.get(n, {}).get(k) for n in names)
+                cells.append(f"{b - a:+.4f}" if a is not None and b is not None else "-")
+        body.append(cells)
+    summary = ["mean +- std (n)"]
+    for k in ("recall@20", "ndcg@20"):
+        for n in names:
+            mean, std, count = t["summary"].get((n, k), (None, None, 0))
+            summary.append(f"{mean:.4f} +- {std:.4f} ({count})" if count else "-")
+    if pair:
+        for k in ("recall@20", "ndcg@20"):
+            mean, std, count, above = t["paired"].get(k, (None, None, 0, 0))
+            summary.append(f"{mean:+.4f} +- {std:.4f}, above in {above} of {count}" if count else "-")
+    body.append([f"**{c}**" if c != "-" else c for c in summary])
+    return _markdown(head, body)
+
+
+def _seeds_chart(rows: List[Record], path: Path, dataset: str) -> None:
+    """Test Recall@20 seed by seed, one line per row, its mean dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = seed_table(rows)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, name in enumerate(t["names"]):
+        pts = [(seed, m[name]["recall@20"]) for seed, m in t["per_seed"].items()
+               if m.get(name, {}).get("recall@20") is not None]
+        if not pts:
+            continue
+        color = f"C{i}"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=color, label=name)
+        mean = t["summary"][(name, "recall@20")][0]
+        ax.axhline(mean, color=color, linestyle="--", linewidth=1)
+    ax.set_xticks(SEEDS)
+    ax.set_xlabel("seed")
+    ax.set_ylabel("test Recall@20")
+    ax.set_title(f"seeds: {dataset} (dashed: mean over seeds)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _epoch_cap(r: Record) -> Optional[int]:
     """The ``--epochs`` cap the row's command trained under (None: RecBole's own, 300)."""
     found = re.search(r"--epochs[ =](\d+)", str(r.get("command") or ""))
@@ -366,6 +454,8 @@ def readme_table(suite: str, rows: List[Record]) -> List[str]:
         return _speed_table(rows)
     if suite == "s3":
         return _s3_table(rows)
+    if suite == "seeds":
+        return _seeds_table(rows)
     head = ["model", "R@10", "R@20", "N@10", "N@20", "best epoch / trained", "stopped by", "machine",
             "s/epoch", "wall"]
     noise = suite in ("noise", "rater", "denoisers")
@@ -441,7 +531,7 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
              "Written by `python benchmarks/compare.py report` from the JSON files beside it; each",
              "table's rows come from the command shown under it. Test metrics are those of the",
              "best-validation checkpoint. `s/epoch` is the median training epoch (without",
-             "evaluation). Single runs, seed 2020.", ""]
+             "evaluation). Single runs, seed 2020 (the seeds suite: five seeds).", ""]
     for (suite, dataset), rows in rows_by_table(records).items():
         lines += [f"## {suite}: {dataset}", ""]
         machines = sorted({_machine_str(r.get("machine") or {}) for r in rows})
@@ -477,6 +567,12 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
             if charts:
                 _s3_heatmap(rows, png, dataset)
             lines += [f"![s3 {dataset}]({png.name})", ""]
+        if suite == "seeds":
+            lines += _seeds_table(rows) + [""]
+            png = results / f"seeds_{dataset}.png"
+            if charts:
+                _seeds_chart(rows, png, dataset)
+            lines += [f"![seeds {dataset}]({png.name})", ""]
         if suite == "noise":
             lines += _noise_lines(rows) + [""]
             png = results / f"noise_{dataset}.png"

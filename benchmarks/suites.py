@@ -30,7 +30,7 @@ def dataset_properties(dataset: str) -> Dict[str, Any]:
     return properties(f"dataset/{dataset}") if (PROPERTIES / "dataset" / f"{dataset}.yaml").is_file() else {}
 
 
-SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3", "paper", "denoisers")
+SUITES = ("models", "noise", "ablation", "s8", "speed", "rater", "s3", "paper", "denoisers", "seeds")
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
 
 #: RecBole 1.2.1's dynamic hard negatives: score 8 uniform candidates, keep the best-scored.
@@ -48,6 +48,15 @@ S3_CANDIDATES = [8, 16, 32]
 #: The denoising baselines (recbole_llmhni.models.denoisers) and the noise they are compared at.
 DENOISERS = ("WBPR", "TCE", "RCE", "BOD", "DCF")
 DENOISER_NOISE = 0.2
+#: The seed study: RecBole's ``seed`` (2020 is its default, the seed of every other row) and the
+#: rows whose gap it measures, ``(label, model, params)``.
+SEEDS = [2020, 2021, 2022, 2023, 2024]
+SEED_ROWS = (("LightGCN+DNS", "LightGCN", DNS), ("LLMHNI_LightGCN", "LLMHNI_LightGCN", {}))
+
+def seed_label(label: str, seed: int) -> str:
+    """The row label of one seed of the ``seeds`` suite: ``LLMHNI_LightGCN seed=2021``."""
+    return f"{label} seed={seed}"
+
 
 #: The rows the ``paper`` suite shares with the ``models`` suite (same model, same settings).
 MODELS_ROWS = ("BPR", "LightGCN", "NGCF", "LightGCN+DNS", "NGCF+DNS", "LLMHNI_LightGCN", "LLMHNI_NGCF")
@@ -68,6 +77,7 @@ BORROWED = {
                   ("models", "LightGCN"): "LightGCN noise=0",
                   ("models", "LightGCN+DNS"): "LightGCN+DNS noise=0",
                   ("models", "LLMHNI_LightGCN"): "LLMHNI_LightGCN noise=0"},
+    "seeds": {("models", label): seed_label(label, SEEDS[0]) for label, _, _ in SEED_ROWS},
 }
 #: Settings files of the ``paper`` suite, ``{(model, dataset): YAML under recbole_llmhni/properties/paper/}``:
 #: SGL's paper's own Amazon-book run (elsewhere SGL runs with RecBole's defaults, as every RecBole
@@ -248,8 +258,16 @@ def _denoisers(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     return jobs
 
 
+def _seeds(suite: str, ds: str, speed_epochs: int) -> List[Job]:
+    """LightGCN + DNS and LLMHNI_LightGCN under each of :data:`SEEDS`, seed-major, so a stopped
+    run leaves whole pairs. The first seed is RecBole's default: those jobs carry no ``seed``
+    key and are the ``models`` suite's rows."""
+    return [Job(suite, seed_label(label, seed), model, ds, {**params, **({"seed": seed} if seed != SEEDS[0] else {})})
+            for seed in SEEDS for label, model, params in SEED_ROWS]
+
+
 _BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s8, "speed": _speed, "rater": _rater,
-             "s3": _s3, "paper": _paper, "denoisers": _denoisers}
+             "s3": _s3, "paper": _paper, "denoisers": _denoisers, "seeds": _seeds}
 
 
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
@@ -265,7 +283,8 @@ def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[J
     paper's comparison table (the ``models`` rows, SGL, SimGCL, XSimGCL, RLMRec-Con, RLMRec-Gen);
     ``denoisers``: WBPR, T-CE,
     R-CE, BOD, DCF on LightGCN and NGCF at 20% noise beside LightGCN, LightGCN + DNS,
-    LLMHNI_LightGCN and NGCF, then the LightGCN ones clean.
+    LLMHNI_LightGCN and NGCF, then the LightGCN ones clean; ``seeds``: LightGCN + DNS and
+    LLMHNI_LightGCN under five seeds, to tell their gap from seed noise.
     """
     if suite not in _BUILDERS:
         raise SystemExit(f"unknown suite {suite!r}: {', '.join(SUITES)}")

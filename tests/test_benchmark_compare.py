@@ -405,6 +405,49 @@ def test_s3_table_marks_the_validation_selected_row_and_the_heat_map_is_drawn(tm
         report.readme_table("s3", rows + [borrowed]))
 
 
+# ----------------------------------------------------------------------------- the seeds suite
+def test_seeds_suite_pairs_dns_and_llmhni_per_seed_and_borrows_the_default_seed():
+    jobs = suites.suite_jobs("seeds", ["ml-100k"])
+    assert [j.label for j in jobs[:4]] == ["LightGCN+DNS seed=2020", "LLMHNI_LightGCN seed=2020",
+                                           "LightGCN+DNS seed=2021", "LLMHNI_LightGCN seed=2021"]
+    assert len(jobs) == 10 and jobs[-1].params == {"seed": 2024} and jobs[-2].params == {**suites.DNS, "seed": 2024}
+    # RecBole's default seed is the models suite's run: no seed key, and its result counts as done
+    assert jobs[0].params == suites.DNS and jobs[1].params == {}
+    assert not runner.done(jobs[1], Path("/nonexistent"))
+
+
+def _seed_row(label, r20, n20):
+    return {"suite": "seeds", "dataset": "toy", "label": label, "model": "m", "status": "early stop",
+            "test": {"recall@20": r20, "ndcg@20": n20}, "machine": {}, "command": "c"}
+
+
+def test_seed_table_gives_mean_sample_std_and_the_paired_difference(tmp_path):
+    # R@20: DNS 0.40, 0.38, 0.42 / LLMHNI 0.41, 0.37, (missing); N@20 likewise, hand-computed below
+    rows = [_seed_row("LightGCN+DNS seed=2020", 0.40, 0.30), _seed_row("LLMHNI_LightGCN seed=2020", 0.41, 0.33),
+            _seed_row("LightGCN+DNS seed=2021", 0.38, 0.28), _seed_row("LLMHNI_LightGCN seed=2021", 0.37, 0.29),
+            _seed_row("LightGCN+DNS seed=2022", 0.42, 0.32)]
+    t = report.seed_table(rows)
+    mean, std, n = t["summary"][("LightGCN+DNS", "recall@20")]
+    assert n == 3 and mean == pytest.approx(0.40) and std == pytest.approx(0.02)  # deviations -+0.02, 0
+    mean, std, n = t["summary"][("LLMHNI_LightGCN", "recall@20")]
+    assert n == 2 and mean == pytest.approx(0.39) and std == pytest.approx(0.02 * 2 ** 0.5)  # sum of squares 0.0008, n - 1 = 1
+    # paired over the two seeds both ran: +0.01 and -0.01
+    mean, std, n, above = t["paired"]["recall@20"]
+    assert (n, above) == (2, 1) and mean == pytest.approx(0.0) and std == pytest.approx(0.02 / 2 ** 0.5)
+    mean, std, n, above = t["paired"]["ndcg@20"]  # +0.03, +0.01
+    assert (n, above) == (2, 2) and mean == pytest.approx(0.02)
+    table = report.readme_table("seeds", rows)
+    assert table[0] == ("| seed | LightGCN+DNS R@20 | LLMHNI_LightGCN R@20 | LightGCN+DNS N@20 | LLMHNI_LightGCN N@20 "
+                        "| LLMHNI_LightGCN - LightGCN+DNS R@20 | LLMHNI_LightGCN - LightGCN+DNS N@20 |")
+    assert table[2] == "| 2020 | 0.4000 | 0.4100 | 0.3000 | 0.3300 | +0.0100 | +0.0300 |"
+    assert table[4] == "| 2022 | 0.4200 | - | 0.3200 | - | - | - |"
+    assert table[-1].startswith("| **mean +- std (n)** | **0.4000 +- 0.0200 (3)** | **0.3900 +- 0.0283 (2)** |")
+    assert table[-1].endswith("| **+0.0200 +- 0.0141, above in 2 of 2** |")
+    png = tmp_path / "seeds.png"
+    report._seeds_chart(rows, png, "toy")
+    assert png.stat().st_size > 0
+
+
 def test_sampling_summary_weights_epochs_by_rows():
     from recbole_llmhni.training import sampling_summary
 
