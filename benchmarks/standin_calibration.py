@@ -17,6 +17,8 @@ S1-S5 are computed once and reused by every setting (stage directories under
 
     python benchmarks/standin_calibration.py --dataset ml-100k --noise 0.1
     python benchmarks/standin_calibration.py --dataset amazon-books --data-path dataset --noise 0.1
+    python benchmarks/standin_calibration.py --dataset amazon-books --data-path dataset --noise 0.1 \
+        --set llmhni_cand_max_pairs=40000 --quantiles 0.1 0.25 --accuracies   # a larger S5 budget
 
 The rater settings are judged on the *training* split's injected pairs only; nothing here
 reads validation or test data.
@@ -57,6 +59,9 @@ def main(argv=None) -> int:
     p.add_argument("--quantiles", type=float, nargs="*", default=QUANTILES)
     p.add_argument("--accuracies", type=float, nargs="*", default=ACCURACIES)
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "identification"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key for every setting (YAML value), e.g. llmhni_cand_max_pairs=40000; "
+                        "named in the result file's name")
     args = p.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole reads --key=value from the command line
 
@@ -66,6 +71,15 @@ def main(argv=None) -> int:
             "llmhni_cache_dir": args.cache_dir or str(Path(args.artifact_dir) / "llm_cache")}
     if args.data_path:
         base["data_path"] = args.data_path
+    import yaml
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. --set llmhni_cand_max_pairs=40000")
+        overrides[key.strip()] = yaml.safe_load(value.strip())
+    base.update(overrides)
     rows = []
     for name, extra in settings(args.quantiles, args.accuracies).items():
         started = time.perf_counter()
@@ -82,12 +96,16 @@ def main(argv=None) -> int:
               f"R {refs['random_removal']['recall']:.3f}", flush=True)
     import torch
 
-    out = Path(args.results) / args.dataset / f"standin_calibration_noise{args.noise:g}.json"
+    suffix = "".join(f"_{k}{v}" for k, v in overrides.items())
+    out = Path(args.results) / args.dataset / f"standin_calibration_noise{args.noise:g}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/standin_calibration.py --dataset {} --noise {:g}{}".format(
-        args.dataset, args.noise, f" --data-path {args.data_path}" if args.data_path else "")
+    command = "python benchmarks/standin_calibration.py --dataset {} --noise {:g}{}{}{}{}".format(
+        args.dataset, args.noise, f" --data-path {args.data_path}" if args.data_path else "",
+        "".join(f" --set {item}" for item in args.set),
+        "" if args.quantiles == QUANTILES else " --quantiles " + " ".join(f"{q:g}" for q in args.quantiles),
+        "" if args.accuracies == ACCURACIES else " --accuracies " + " ".join(f"{a:g}" for a in args.accuracies))
     out.write_text(json.dumps({"dataset": args.dataset, "model": args.model, "noise_ratio": args.noise,
-                               "command": command, "rows": rows,
+                               "command": command, "settings": overrides, "rows": rows,
                                "machine": {"python": platform.python_version(), "torch": torch.__version__,
                                            "threads": torch.get_num_threads(), "cpu": platform.processor() or "CPU"}},
                               indent=1, default=str) + "\n")
