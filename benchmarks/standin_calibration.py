@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         args.dataset, args.noise, f" --data-path {args.data_path}" if args.data_path else "",
         "".join(f" --set {item}" for item in args.set),
         "" if args.quantiles == QUANTILES else " --quantiles " + " ".join(f"{q:g}" for q in args.quantiles),
-        "" if args.accuracies == ACCURACIES else " --accuracies " + " ".join(f"{a:g}" for a in args.accuracies))
+        "" if args.accuracies == ACCURACIES else (" --accuracies " + " ".join(f"{a:g}" for a in args.accuracies)).rstrip())
     out.write_text(json.dumps({"dataset": args.dataset, "model": args.model, "noise_ratio": args.noise,
                                "command": command, "settings": overrides, "rows": rows,
                                "machine": {"python": platform.python_version(), "torch": torch.__version__,
