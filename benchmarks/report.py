@@ -525,6 +525,11 @@ def _extra_columns(suite: str, rows: List[Record]) -> List[Tuple[str, Callable[[
     return []
 
 
+#: Suites whose RESULTS.md section adds a summary of their own and a chart: ``{suite: (lines, chart)}``.
+_SUMMARY_AND_CHART = {"s3": (_s3_table, _s3_heatmap), "seeds": (_seeds_table, _seeds_chart),
+                      "noise": (_noise_lines, _noise_chart)}
+
+
 def results_markdown(records: List[Record], results: Path, charts: bool = True) -> str:
     """``RESULTS.md``: one section per ``(suite, dataset)``; with ``charts``, the PNGs beside it."""
     lines = ["# Benchmark results", "",
@@ -562,23 +567,13 @@ def results_markdown(records: List[Record], results: Path, charts: bool = True) 
             if best is not None:
                 lines += [f"Selected by validation Recall@20: `{best['label']}` (valid {_r20(best, 'valid'):.4f}, "
                           f"test {_fmt(_r20(best))}).", ""]
-            lines += _s3_table(rows) + [""]
-            png = results / f"s3_{dataset}.png"
+        if suite in _SUMMARY_AND_CHART:  # a summary below the table, and its chart
+            summary, chart = _SUMMARY_AND_CHART[suite]
+            lines += summary(rows) + [""]
+            png = results / f"{suite}_{dataset}.png"
             if charts:
-                _s3_heatmap(rows, png, dataset)
-            lines += [f"![s3 {dataset}]({png.name})", ""]
-        if suite == "seeds":
-            lines += _seeds_table(rows) + [""]
-            png = results / f"seeds_{dataset}.png"
-            if charts:
-                _seeds_chart(rows, png, dataset)
-            lines += [f"![seeds {dataset}]({png.name})", ""]
-        if suite == "noise":
-            lines += _noise_lines(rows) + [""]
-            png = results / f"noise_{dataset}.png"
-            if charts:
-                _noise_chart(rows, png, dataset)
-            lines += [f"![noise {dataset}]({png.name})", ""]
+                chart(rows, png, dataset)
+            lines += [f"![{suite} {dataset}]({png.name})", ""]
         for r in rows:
             if r.get("status") == "failed":
                 lines += [f"`{r['label']}` failed: " + " / ".join((r.get("stderr_tail") or r.get("log_tail") or ["?"])[-3:]), ""]
