@@ -55,7 +55,10 @@ k=1 q=0.9 0.167. Picking the least relevant of several top-scored candidates mak
 negative easier, and that costs more than the relevance gains; dropping the candidates more
 relevant than 90% of the user's own items costs almost nothing. The converged ml-100k sweep (``s3``
 suite, README) agrees: k=1, M=8, test Recall@20 q=0.3 0.352, 0.5 0.373, 0.7 0.387, 0.9
-0.398, score-only DNS 0.400, uniform 0.378; k=2 and k=3 and M=16, 32 lower still.
+0.398, score-only DNS 0.400, uniform 0.378; k=2 and k=3 and M=16, 32 lower still. The
+converged amazon-books runs agree on k (q=0.9, M=8: k=2 0.151 against k=1 0.167) but not on M:
+M=16 gives 0.171 there (validation 0.174 against 0.170), so the default M=8 is ml-100k's
+choice, not a rule; M has no automatic setting yet.
 ``llmhni_use_alignment`` (``True``)
     ``False``: :math:`s` is the raw cosine of the text embeddings (ablation "w/o alignment").
 ``llmhni_denoise`` (``True``)
