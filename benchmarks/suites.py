@@ -196,7 +196,8 @@ def s3_label(q: float, k: int, m: int) -> str:
 
 def _s3(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     """S3's knobs: uniform and score-only DNS negatives (M=8), ``llmhni_fn_quantile: auto``
-    (k=1, M=8), then the grid q x k x M, M slowest, q fastest (the k=1, M=8 row first)."""
+    (k=1, M=8), then the grid q x k x M, M slowest, q fastest (the k=1, M=8 row first), then
+    score-only DNS at the grid's other M."""
     jobs = [Job(suite, "uniform", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "uniform"}),
             Job(suite, "score-only DNS M=8", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": 8}),
             Job(suite, "auto k=1 M=8", "LLMHNI_LightGCN", ds,
@@ -206,6 +207,9 @@ def _s3(suite: str, ds: str, speed_epochs: int) -> List[Job]:
             jobs += [Job(suite, s3_label(q, k, m), "LLMHNI_LightGCN", ds,
                          {"llmhni_neg_mode": "semantic", "llmhni_fn_quantile": q, "llmhni_neg_topk": k,
                           "llmhni_neg_candidates": m}) for q in S3_QUANTILES]
+    # score-only DNS at the larger M too: how much of a larger M's effect is the harder candidate set
+    jobs += [Job(suite, f"score-only DNS M={m}", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": m})
+             for m in S3_CANDIDATES[1:]]
     return jobs
 
 

@@ -362,15 +362,17 @@ def test_rater_suite_compares_simulated_accuracies_at_twenty_percent_noise():
 # ----------------------------------------------------------------------------- the s3 suite
 def test_s3_suite_sweeps_q_k_m_beside_uniform_dns_and_auto():
     jobs = suites.suite_jobs("s3", ["ml-100k", "amazon-books"])
-    assert len(jobs) == 2 * (3 + 4 * 3 * 3)
+    assert len(jobs) == 2 * (3 + 4 * 3 * 3 + 2)
     mine = [j for j in jobs if j.dataset == "ml-100k"]
     assert [j.label for j in mine[:3]] == ["uniform", "score-only DNS M=8", "auto k=1 M=8"]
     assert mine[0].params == {"llmhni_neg_mode": "uniform"}
     assert mine[1].params == {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": 8}
     assert mine[2].params["llmhni_fn_quantile"] == "auto"
     grid = {(j.params["llmhni_fn_quantile"], j.params["llmhni_neg_topk"], j.params["llmhni_neg_candidates"]): j
-            for j in mine[3:]}
+            for j in mine[3:-2]}
     assert set(grid) == {(q, k, m) for q in (0.3, 0.5, 0.7, 0.9) for k in (1, 2, 3) for m in (8, 16, 32)}
+    assert [(j.label, j.params) for j in mine[-2:]] == [
+        (f"score-only DNS M={m}", {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": m}) for m in (16, 32)]
     assert grid[(0.7, 1, 8)].label == "q=0.7 k=1 M=8" and grid[(0.7, 1, 8)].slug == "q_0.7_k_1_M_8"
     assert [j.label for j in mine[3:7]] == [f"q={q} k=1 M=8" for q in (0.3, 0.5, 0.7, 0.9)]  # run first
     assert all(j.model == "LLMHNI_LightGCN" for j in jobs)
