@@ -312,25 +312,24 @@ def _mean_std(values: List[float]) -> Tuple[float, float]:
 
 
 def seed_table(rows: List[Record]) -> Dict[str, Any]:
-    """The ``seeds`` suite as numbers: per seed, each of :data:`SEED_ROWS`' test metrics; per row,
-    mean and sample std over the seeds it ran; for two rows, the paired difference (second minus
-    first, seed by seed, over the seeds both ran) and how many seeds the second is above."""
+    """The ``seeds`` suite as numbers: per seed, the test metrics of the two :data:`SEED_ROWS`; per
+    row, mean and sample std over the seeds it ran; the paired difference (second minus first,
+    seed by seed, over the seeds both ran) and how many seeds the second is above."""
     by_label = _first_per_label(rows)
     names = [label for label, _, _ in SEED_ROWS]
     per_seed = {seed: {name: (by_label[seed_label(name, seed)].get("test") or {})
                        for name in names if seed_label(name, seed) in by_label} for seed in SEEDS}
     out: Dict[str, Any] = {"names": names, "per_seed": per_seed, "summary": {}, "paired": {}}
+    a, b = names
     for metric in ("recall@20", "ndcg@20"):
+        value = {name: {seed: m[name][metric] for seed, m in per_seed.items() if m.get(name, {}).get(metric) is not None}
+                 for name in names}
         for name in names:
-            values = [m[name][metric] for m in per_seed.values() if m.get(name, {}).get(metric) is not None]
-            if values:
-                out["summary"][(name, metric)] = (*_mean_std(values), len(values))
-        if len(names) == 2:
-            a, b = names
-            diffs = [m[b][metric] - m[a][metric] for m in per_seed.values()
-                     if m.get(a, {}).get(metric) is not None and m.get(b, {}).get(metric) is not None]
-            if diffs:
-                out["paired"][metric] = (*_mean_std(diffs), len(diffs), sum(d > 0 for d in diffs))
+            if value[name]:
+                out["summary"][(name, metric)] = (*_mean_std(list(value[name].values())), len(value[name]))
+        diffs = [value[b][seed] - value[a][seed] for seed in value[a] if seed in value[b]]
+        if diffs:
+            out["paired"][metric] = (*_mean_std(diffs), len(diffs), sum(d > 0 for d in diffs))
     return out
 
 
@@ -338,28 +337,25 @@ def _seeds_table(rows: List[Record]) -> List[str]:
     """Test R@20 / N@20 of each row seed by seed, then mean +- std and the paired difference."""
     t = seed_table(rows)
     names = t["names"]
-    pair = len(names) == 2
     head = ["seed"] + [f"{n} {m}" for m in ("R@20", "N@20") for n in names]
-    head += [f"{names[1]} - {names[0]} {m}" for m in ("R@20", "N@20")] if pair else []
+    head += [f"{names[1]} - {names[0]} {m}" for m in ("R@20", "N@20")]
     body = []
     for seed, m in t["per_seed"].items():
         if not m:
             continue
         cells = [str(seed)] + [_fmt(m.get(n, {}).get(k)) for k in ("recall@20", "ndcg@20") for n in names]
-        if pair:
-            for k in ("recall@20", "ndcg@20"):
-                a, b = (m.get(n, {}).get(k) for n in names)
-                cells.append(f"{b - a:+.4f}" if a is not None and b is not None else "-")
+        for k in ("recall@20", "ndcg@20"):
+            a, b = (m.get(n, {}).get(k) for n in names)
+            cells.append(f"{b - a:+.4f}" if a is not None and b is not None else "-")
         body.append(cells)
     summary = ["mean +- std (n)"]
     for k in ("recall@20", "ndcg@20"):
         for n in names:
             mean, std, count = t["summary"].get((n, k), (None, None, 0))
             summary.append(f"{mean:.4f} +- {std:.4f} ({count})" if count else "-")
-    if pair:
-        for k in ("recall@20", "ndcg@20"):
-            mean, std, count, above = t["paired"].get(k, (None, None, 0, 0))
-            summary.append(f"{mean:+.4f} +- {std:.4f}, above in {above} of {count}" if count else "-")
+    for k in ("recall@20", "ndcg@20"):
+        mean, std, count, above = t["paired"].get(k, (None, None, 0, 0))
+        summary.append(f"{mean:+.4f} +- {std:.4f}, above in {above} of {count}" if count else "-")
     body.append([f"**{c}**" if c != "-" else c for c in summary])
     return _markdown(head, body)
 

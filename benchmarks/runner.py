@@ -209,6 +209,17 @@ def command_line(args: argparse.Namespace, job: Job) -> str:
     return " ".join(parts)
 
 
+def parse_overrides(items: List[str]) -> Dict[str, Any]:
+    """``--set KEY=VALUE`` options as config keys (each value read as YAML)."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. --set llmhni_cand_max_pairs=40000")
+        out[key.strip()] = yaml.safe_load(value.strip())
+    return out
+
+
 def select_jobs(args: argparse.Namespace) -> List[Job]:
     """The jobs of ``--suite`` x ``--datasets``, narrowed by ``--only`` / ``--skip``."""
     jobs = [j for suite in args.suite for j in suite_jobs(suite, args.datasets, args.speed_epochs)]
@@ -293,10 +304,7 @@ def run_suite(args: argparse.Namespace) -> int:
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
           f"({args.workers} at a time)", flush=True)
     info = machine()
-    extra: Dict[str, Any] = {}
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        extra[key] = yaml.safe_load(value)
+    extra = parse_overrides(args.set or [])
     deadline = time.time() + args.deadline if args.deadline else None
     running: List[tuple] = []
     pending = list(todo)

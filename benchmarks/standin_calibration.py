@@ -71,14 +71,9 @@ def main(argv=None) -> int:
             "llmhni_cache_dir": args.cache_dir or str(Path(args.artifact_dir) / "llm_cache")}
     if args.data_path:
         base["data_path"] = args.data_path
-    import yaml
+    from runner import parse_overrides  # benchmarks/: compare.py's --set, read the same way
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. --set llmhni_cand_max_pairs=40000")
-        overrides[key.strip()] = yaml.safe_load(value.strip())
+    overrides = parse_overrides(args.set)
     base.update(overrides)
     rows = []
     for name, extra in settings(args.quantiles, args.accuracies).items():

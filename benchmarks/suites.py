@@ -49,9 +49,10 @@ S3_CANDIDATES = [8, 16, 32]
 DENOISERS = ("WBPR", "TCE", "RCE", "BOD", "DCF")
 DENOISER_NOISE = 0.2
 #: The seed study: RecBole's ``seed`` (2020 is its default, the seed of every other row) and the
-#: rows whose gap it measures, ``(label, model, params)``.
+#: two rows whose gap it measures, ``(label, model, params)``: the reference first.
 SEEDS = [2020, 2021, 2022, 2023, 2024]
 SEED_ROWS = (("LightGCN+DNS", "LightGCN", DNS), ("LLMHNI_LightGCN", "LLMHNI_LightGCN", {}))
+
 
 def seed_label(label: str, seed: int) -> str:
     """The row label of one seed of the ``seeds`` suite: ``LLMHNI_LightGCN seed=2021``."""
