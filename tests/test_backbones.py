@@ -32,7 +32,7 @@ import yaml
 import recbole_llmhni  # noqa: F401  (compat shims first)
 from recbole_llmhni import compat
 from recbole_llmhni.models.backbones import BackboneLightGCN, BackboneNGCF
-from recbole_llmhni.models.graph import drop_edges, normalized_adjacency, sparse_dropout, spmm
+from recbole_llmhni.models.graph import csr_rows, drop_edges, normalized_adjacency, sparse_dropout, spmm, spmm_rows
 from recbole_llmhni.models.propagation import LightGCNPropagation, NGCFPropagation
 
 import recbole  # noqa: E402
@@ -200,6 +200,28 @@ def test_spmm_value_and_gradient_match_dense(layout):
     torch.testing.assert_close(x.grad.double(), dense.T @ w.double(), rtol=1e-6, atol=1e-7)
 
 
+def test_csr_rows_are_the_dense_rows_in_the_given_order():
+    adj = normalized_adjacency(HAND_USERS, HAND_ITEMS, 4, 5, layout="csr")
+    dense = dense_reference(HAND_USERS, HAND_ITEMS, 4, 5)
+    rows = torch.tensor([6, 0, 3, 6])  # unsorted, repeated, and row 3 may be empty
+    np.testing.assert_allclose(csr_rows(adj, rows).to_dense().numpy(), dense[[6, 0, 3, 6]], rtol=1e-6)
+    assert csr_rows(adj, torch.zeros(0, dtype=torch.long)).shape == (0, 9)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_spmm_rows_value_and_gradient_match_dense(layout):
+    adj = normalized_adjacency(HAND_USERS, HAND_ITEMS, 4, 5, layout=layout)
+    dense = torch.from_numpy(dense_reference(HAND_USERS, HAND_ITEMS, 4, 5)).double()
+    rows = torch.tensor([5, 1, 8, 1])
+    x = torch.randn(9, 3, requires_grad=True)
+    w = torch.randn(4, 3)
+    y = spmm_rows(adj, rows, x)
+    (y * w).sum().backward()
+    picked = dense[rows]  # [4, 9]: the gradient is picked^T w, summed over repeated rows
+    torch.testing.assert_close(y.double(), picked @ x.detach().double(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(x.grad.double(), picked.T @ w.double(), rtol=1e-6, atol=1e-7)
+
+
 # ---------------------------------------------------------------------- propagation.py
 def _graphs():
     rng = np.random.default_rng(2)
@@ -238,6 +260,26 @@ def test_lightgcn_propagation_is_the_layer_mean():
     out = LightGCNPropagation(2)(g.to_sparse_coo().double(), ego)
     torch.testing.assert_close(out, expected)
     assert torch.equal(LightGCNPropagation(0)(g, ego.float()), ego.float())
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: LightGCNPropagation(2), lambda: LightGCNPropagation(1), lambda: LightGCNPropagation(0),
+             lambda: NGCFPropagation(16, [16, 8], node_dropout=0.0, message_dropout=0.1)],
+    ids=["lightgcn2", "lightgcn1", "lightgcn0", "ngcf"],
+)
+def test_forward_rows_equals_the_full_forward_indexed(make):
+    g, _ = _graphs()
+    module = make().eval()  # no dropout: both paths must give the same rows and gradients
+    rows = torch.tensor([3, 77, 0, 99, 41, 3])
+    ego_a = torch.randn(100, 16, requires_grad=True)
+    ego_b = ego_a.detach().clone().requires_grad_(True)
+    w = torch.randn(len(rows), module(g, ego_a).shape[1])
+    full = module(g, ego_a).index_select(0, rows)
+    part = module.forward_rows(g, ego_b, rows)
+    torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-6)
+    (full * w).sum().backward()
+    (part * w).sum().backward()
+    torch.testing.assert_close(ego_b.grad, ego_a.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_csr_and_coo_propagation_agree():
@@ -328,6 +370,14 @@ def test_graph_recommender_api(ml100k):
     assert torch.equal(user_g, model.propagate(model.norm_adj)[0])
     u, i = drop_edges(model.train_users, model.train_items, 0.5, torch.Generator().manual_seed(0))
     assert not torch.allclose(user_g, model.propagate(model.build_adjacency(u, i))[0])
+
+    # propagate_nodes: the same rows, from the last layer over those rows only (CSR and COO adjacencies)
+    users, items = torch.tensor([5, 1, 900]), torch.tensor([7, 1600, 7, 2])
+    for adj in (model.norm_adj, model.build_adjacency(u, i), model.norm_adj.to_sparse_csr()):
+        user_all, item_all = model.propagate(adj)
+        user_rows, item_rows = model.propagate_nodes(adj, users, items)
+        torch.testing.assert_close(user_rows, user_all.index_select(0, users), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(item_rows, item_all.index_select(0, items), rtol=1e-5, atol=1e-7)
 
 
 class _HookedLightGCN(BackboneLightGCN):

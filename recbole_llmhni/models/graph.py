@@ -57,6 +57,8 @@ __all__ = [
     "drop_edges",
     "sparse_dropout",
     "spmm",
+    "csr_rows",
+    "spmm_rows",
 ]
 
 IdArray = Union[np.ndarray, Tensor]
@@ -231,3 +233,57 @@ def spmm(adj: Tensor, x: Tensor) -> Tensor:
     if adj.layout == torch.sparse_csr:
         return _SymmetricCSRMM.apply(adj, x)
     return torch.sparse.mm(adj, x)
+
+
+def csr_rows(adj: Tensor, rows: Tensor) -> Tensor:
+    r"""Rows ``rows`` of a CSR matrix, as a CSR matrix ``[len(rows), n_cols]`` (rows in the given order)."""
+    crow, col, val = adj.crow_indices(), adj.col_indices(), adj.values()
+    start = crow.index_select(0, rows)
+    counts = crow.index_select(0, rows + 1) - start
+    new_crow = torch.zeros(rows.numel() + 1, dtype=crow.dtype, device=crow.device)
+    torch.cumsum(counts, 0, out=new_crow[1:])
+    total = int(new_crow[-1])
+    # position of each kept entry in adj: its row's start + its offset within the row
+    at = torch.repeat_interleave(start - new_crow[:-1], counts, output_size=total) + torch.arange(
+        total, dtype=crow.dtype, device=crow.device)
+    return torch.sparse_csr_tensor(new_crow, col.index_select(0, at), val.index_select(0, at),
+                                   (rows.numel(), adj.shape[1]), check_invariants=False)
+
+
+class _SymmetricCSRRowsMM(torch.autograd.Function):
+    r""":math:`Y = \hat A_{S,:} X`; backward :math:`\partial L / \partial X = \hat A_{S,:}^\top G`,
+    with :math:`\hat A_{S,:}^\top` built as CSR (the rows' entries sorted by column, stable)."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, rows: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        sub = csr_rows(adj, rows)
+        ctx.sub, ctx.n = sub, x.shape[0]
+        return torch.sparse.mm(sub, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tuple[None, None, Tensor]:  # type: ignore[override]
+        sub, n = ctx.sub, ctx.n
+        crow, col = sub.crow_indices(), sub.col_indices()
+        owner = torch.repeat_interleave(torch.arange(sub.shape[0], device=grad.device), crow[1:] - crow[:-1],
+                                        output_size=col.numel())
+        col_sorted, order = torch.sort(col, stable=True)
+        t_crow = torch.zeros(n + 1, dtype=crow.dtype, device=crow.device)
+        torch.cumsum(torch.bincount(col_sorted, minlength=n), 0, out=t_crow[1:])
+        transposed = torch.sparse_csr_tensor(t_crow, owner.index_select(0, order), sub.values().index_select(0, order),
+                                             (n, sub.shape[0]), check_invariants=False)
+        return None, None, torch.sparse.mm(transposed, grad)
+
+
+def spmm_rows(adj: Tensor, rows: Tensor, x: Tensor) -> Tensor:
+    r"""Rows ``rows`` of :math:`\hat A X`, i.e. :math:`\hat A_{S,:} X` ``[len(rows), d]``, differentiable in :math:`X`.
+
+    For a symmetric CSR :math:`\hat A` (every :func:`normalized_adjacency`) only the stored
+    entries of those rows are touched, forward and backward: the cost is
+    :math:`O(\mathrm{nnz}(\hat A_{S,:})\, d)` instead of :math:`O(\mathrm{nnz}(\hat A)\, d)`.
+    Other layouts (COO, e.g. :func:`sparse_dropout`'s output) fall back to
+    ``spmm(adj, x).index_select(0, rows)``. Equal to the full product's rows up to float
+    summation order.
+    """
+    if adj.layout == torch.sparse_csr:
+        return _SymmetricCSRRowsMM.apply(adj, rows, x)
+    return spmm(adj, x).index_select(0, rows)

@@ -147,6 +147,20 @@ class GraphRecommender(GeneralRecommender):
         user_e, item_e = torch.split(out, [self.n_users, self.n_items])
         return user_e, item_e
 
+    def propagate_nodes(self, adj: Tensor, users: Tensor, items: Tensor) -> Tuple[Tensor, Tensor]:
+        """Rows ``users`` of the user and ``items`` of the item output of :meth:`propagate` ``(adj)``.
+
+        Through the propagation module's ``forward_rows`` where it has one (the last layer for
+        these nodes only; cheaper when a loss reads a few hundred of them), else the full
+        propagation, indexed. Returns ``(user_rows [len(users), d_out], item_rows [len(items), d_out])``.
+        """
+        rows = torch.cat([users, items + self.n_users])
+        ego = self.get_ego_embeddings()
+        forward_rows = getattr(self.propagation, "forward_rows", None)
+        out = forward_rows(adj, ego, rows) if forward_rows is not None else self.propagation(adj, ego).index_select(0, rows)
+        user_rows, item_rows = torch.split(out, [users.numel(), items.numel()])
+        return user_rows, item_rows
+
     def forward(self) -> Tuple[Tensor, Tensor]:
         """RecBole's ``forward``: propagation on :meth:`rec_adjacency`."""
         return self.propagate(self.rec_adjacency())

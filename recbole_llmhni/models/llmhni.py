@@ -104,7 +104,7 @@ from torch import Tensor
 from recbole_llmhni.models.backbones import BackboneLightGCN, BackboneNGCF
 from recbole_llmhni.models.graph import drop_edges
 from recbole_llmhni.models.inputs import LLMHNIInputs, inputs_of
-from recbole_llmhni.models.losses import cross_graph_infonce, view_contrast
+from recbole_llmhni.models.losses import contrast_nodes, node_contrast
 from recbole_llmhni.config.defaults import neg_mode_of
 from recbole_llmhni.semantic.sampling import (
     SELECTION_COUNTERS,
@@ -334,10 +334,13 @@ class LLMHNIMixin:
         r"""``(lambda1 * L_de, lambda2 * L_hal)``, each present iff its weight is non-zero.
 
         ``user_e`` / ``item_e`` are :math:`H'`, already propagated for :math:`\mathcal L_{rec}`.
-        The three other propagations (:math:`H` on :math:`G`, the two views) use three different
-        matrices, so nothing of the main pass can be reused; they stay three separate products:
-        one block-diagonal CSR product over the stacked embeddings was measured slower (ml-100k
-        shapes, one thread, forward: 25 ms against 19 ms for the three).
+        Each term first draws the nodes it reads (:func:`~recbole_llmhni.models.losses.contrast_nodes`:
+        the batch's distinct users and items, at most ``llmhni_cl_nodes`` of each), then
+        propagates for those nodes only (``propagate_nodes``: the last layer over their rows, not
+        the whole graph): :math:`H` on :math:`G`, and the two views. The three use three
+        different matrices, so nothing of the main pass is reused; one block-diagonal CSR
+        product over the stacked embeddings was measured slower (ml-100k shapes, one thread,
+        forward: 25 ms against 19 ms for the three full products).
         """
         terms = tuple(super().extra_losses(interaction, user_e, item_e, user, pos, neg))
         if not self.has_prime:
@@ -346,23 +349,29 @@ class LLMHNIMixin:
             return terms
         items = torch.cat([pos, neg.reshape(-1)])
         lazy = self.cl_factor()
-        cl = dict(tau=self.cl_temperature, eps=self.cl_eps, generator=self._cl_generator,
-                  max_nodes=self.cl_nodes, scale_ref=self.cl_scale_ref)
+        cl = dict(tau=self.cl_temperature, eps=self.cl_eps, generator=self._cl_generator, scale_ref=self.cl_scale_ref)
+
+        def nodes() -> Tuple[Tensor, Tensor]:
+            return contrast_nodes(user, items, self.cl_nodes, self._cl_generator)
+
         if self.lambda1 > 0:
             if lazy == 0.0:  # the same terms every step, so RecBole's loss columns stay aligned
                 terms += (user_e.new_zeros(()),)
             else:
-                h = self.propagate(self.norm_adj)
-                terms += (lazy * self.lambda1 * cross_graph_infonce(h, (user_e, item_e), user, items, **cl),)
+                us, its = nodes()
+                h = self.propagate_nodes(self.norm_adj, us, its)
+                h_prime = (user_e.index_select(0, us), item_e.index_select(0, its))
+                terms += (lazy * self.lambda1 * node_contrast(h, h_prime, **cl),)
         if self.lambda2 > 0:
             if lazy == 0.0:
                 terms += (user_e.new_zeros(()),)
             else:
                 if self._views is None:
                     self._views = self._draw_views()
-                view_g = self.propagate(self._views[0])
-                view_gp = self.propagate(self._views[1])
-                terms += (lazy * self.lambda2 * view_contrast(view_g, view_gp, user, items, **cl),)
+                us, its = nodes()
+                view_g = self.propagate_nodes(self._views[0], us, its)
+                view_gp = self.propagate_nodes(self._views[1], us, its)
+                terms += (lazy * self.lambda2 * node_contrast(view_g, view_gp, **cl),)
         return terms
 
     def cl_factor(self) -> float:

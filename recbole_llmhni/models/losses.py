@@ -80,7 +80,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["info_nce", "perturb", "subsample", "scale_gate", "cross_graph_infonce", "view_contrast"]
+__all__ = ["info_nce", "perturb", "subsample", "scale_gate", "contrast_nodes", "node_contrast", "cross_graph_infonce",
+           "view_contrast"]
 
 View = Tuple[Tensor, Tensor]
 
@@ -138,22 +139,38 @@ def scale_gate(a: Tensor, b: Tensor, ref: float) -> Tensor:
         return torch.clamp(r2 / (ref * ref), max=1.0)
 
 
+def contrast_nodes(users: Tensor, items: Tensor, max_nodes: int = 0,
+                   generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+    """The nodes a contrast term reads: the distinct ``users`` and the distinct ``items``, each
+    subsampled to at most ``max_nodes`` (:func:`subsample`; users drawn first)."""
+    users = subsample(torch.unique(users.reshape(-1)), max_nodes, generator)
+    items = subsample(torch.unique(items.reshape(-1)), max_nodes, generator)
+    return users, items
+
+
+def node_contrast(rows_a: View, rows_b: View, tau: float, eps: float = 0.0,
+                  generator: Optional[torch.Generator] = None, scale_ref: float = 0.0) -> Tensor:
+    r""":math:`g_U \ell_U + g_I \ell_I` of two views already restricted to the same nodes, row for row.
+
+    ``rows_a = (user_rows_a, item_rows_a)`` and ``rows_b`` alike, e.g. from
+    ``GraphRecommender.propagate_nodes`` for the nodes of :func:`contrast_nodes`.
+    """
+    def term(a: Tensor, b: Tensor) -> Tensor:
+        gate = scale_gate(a, b, scale_ref)
+        return gate * info_nce(perturb(a, eps, generator), perturb(b, eps, generator), tau)
+
+    return term(rows_a[0], rows_b[0]) + term(rows_a[1], rows_b[1])
+
+
 def _node_infonce(
     view_a: View, view_b: View, users: Tensor, items: Tensor, tau: float,
     eps: float = 0.0, generator: Optional[torch.Generator] = None, max_nodes: int = 0,
     scale_ref: float = 0.0,
 ) -> Tensor:
-    users = subsample(torch.unique(users.reshape(-1)), max_nodes, generator)
-    items = subsample(torch.unique(items.reshape(-1)), max_nodes, generator)
-    user_a, item_a = view_a
-    user_b, item_b = view_b
-
-    def term(a: Tensor, b: Tensor, ids: Tensor) -> Tensor:
-        a, b = a.index_select(0, ids), b.index_select(0, ids)
-        gate = scale_gate(a, b, scale_ref)
-        return gate * info_nce(perturb(a, eps, generator), perturb(b, eps, generator), tau)
-
-    return term(user_a, user_b, users) + term(item_a, item_b, items)
+    users, items = contrast_nodes(users, items, max_nodes, generator)
+    rows_a = (view_a[0].index_select(0, users), view_a[1].index_select(0, items))
+    rows_b = (view_b[0].index_select(0, users), view_b[1].index_select(0, items))
+    return node_contrast(rows_a, rows_b, tau, eps, generator, scale_ref)
 
 
 def cross_graph_infonce(

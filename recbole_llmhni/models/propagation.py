@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recbole_llmhni.models.graph import sparse_dropout, spmm
+from recbole_llmhni.models.graph import sparse_dropout, spmm, spmm_rows
 
 __all__ = ["LightGCNPropagation", "BiGNNConv", "NGCFPropagation"]
 
@@ -58,6 +58,23 @@ class LightGCNPropagation(nn.Module):
     def forward(self, adj: Tensor, ego: Tensor) -> Tensor:
         return torch.stack(self.layers(adj, ego), dim=1).mean(dim=1)
 
+    def forward_rows(self, adj: Tensor, ego: Tensor, rows: Tensor) -> Tensor:
+        r"""``forward(adj, ego).index_select(0, rows)``, with the last layer computed for ``rows`` only.
+
+        :math:`E^{(K)}_S = \hat A_{S,:} E^{(K-1)}` (:func:`~recbole_llmhni.models.graph.spmm_rows`):
+        of the :math:`K` products over the whole graph (forward and backward) one is replaced by
+        a product over the rows of :math:`S`. For losses that read a few hundred nodes.
+        """
+        if self.n_layers == 0:
+            return ego.index_select(0, rows)
+        out: List[Tensor] = [ego]
+        x = ego
+        for _ in range(self.n_layers - 1):
+            x = spmm(adj, x)
+            out.append(x)
+        picked = [layer.index_select(0, rows) for layer in out] + [spmm_rows(adj, rows, x)]
+        return torch.stack(picked, dim=1).mean(dim=1)
+
     def extra_repr(self) -> str:
         return f"n_layers={self.n_layers}"
 
@@ -82,6 +99,12 @@ class BiGNNConv(nn.Module):
     def forward(self, adj: Tensor, x: Tensor) -> Tensor:
         side = spmm(adj, x)
         return self.lin_agg(x + side) + self.lin_inter(side * x)
+
+    def forward_rows(self, adj: Tensor, x: Tensor, rows: Tensor) -> Tensor:
+        """``forward(adj, x).index_select(0, rows)``, computing only those rows."""
+        side = spmm_rows(adj, rows, x)
+        own = x.index_select(0, rows)
+        return self.lin_agg(own + side) + self.lin_inter(side * own)
 
     def extra_repr(self) -> str:
         return f"{self.in_dim}, {self.out_dim}"
@@ -131,6 +154,23 @@ class NGCFPropagation(nn.Module):
             x = F.normalize(self.message_dropout(x), p=2, dim=1)
             outputs.append(x)
         return torch.cat(outputs, dim=1)
+
+    def forward_rows(self, adj: Tensor, ego: Tensor, rows: Tensor) -> Tensor:
+        """``forward(adj, ego)``'s rows ``rows``, with the last layer computed for those rows only
+        (as :meth:`LightGCNPropagation.forward_rows`). Message dropout then draws for those rows
+        only, so the random stream is consumed differently from :meth:`forward`."""
+        if self.node_dropout != 0.0:
+            adj = sparse_dropout(adj, self.node_dropout, self.training)
+        outputs: List[Tensor] = [ego]
+        x = ego
+        for layer in self.layers[:-1]:
+            x = F.normalize(self.message_dropout(F.leaky_relu(layer(adj, x), negative_slope=0.2)), p=2, dim=1)
+            outputs.append(x)
+        picked = [out.index_select(0, rows) for out in outputs]
+        if len(self.layers):
+            last = F.leaky_relu(self.layers[-1].forward_rows(adj, x, rows), negative_slope=0.2)
+            picked.append(F.normalize(self.message_dropout(last), p=2, dim=1))
+        return torch.cat(picked, dim=1)
 
     def extra_repr(self) -> str:
         return f"node_dropout={self.node_dropout}"
