@@ -254,15 +254,17 @@ def _s3_table(rows: List[Record]) -> List[str]:
     filter fired and how often the choice differed from score-only DNS; the validation-selected
     semantic row in bold."""
     best = s3_selected(rows)
-    head = ["setting", "valid R@20", "test R@20", "test N@20", "q used", "filter fired", "differs from DNS",
+    head = ["setting", "valid R@20", "test R@20", "test N@20", "q used", "M used", "filter fired", "differs from DNS",
             "best epoch / trained", "stopped by", "machine", "s/epoch", "wall"]
     body = []
     for r in rows:
         ns = r.get("negative_sampling") or {}
         label = f"**{r['label']}** (selected)" if r is best else r["label"]
         q = ns.get("fn_quantile") if ns.get("mode") == "semantic" else _S3_GRID.get(r["label"])
+        m = ns.get("candidates") if ns.get("mode") in ("dns", "semantic") else None
         body.append([label, _fmt(_r20(r, "valid")), _fmt(_r20(r)), _fmt((r.get("test") or {}).get("ndcg@20")),
-                     "-" if q is None else f"{q:g}", _share(r, "fired_row_share"), _share(r, "changed_row_share"),
+                     "-" if q is None else f"{q:g}", "-" if m is None else str(m),
+                     _share(r, "fired_row_share"), _share(r, "changed_row_share"),
                      f"{r.get('best_epoch', '-')} / {r.get('epochs_trained', '-')}", _status_cell(r), where(r),
                      _fmt(sec_per_epoch(r), 2), f"{(r.get('wall_seconds_total') or 0) / 60:.0f} min"])
     return _markdown(head, body)
@@ -295,7 +297,8 @@ def _s3_heatmap(rows: List[Record], path: Path, dataset: str) -> None:
     ax.set_xticks(range(len(S3_QUANTILES)), [f"q={q:g}" for q in S3_QUANTILES])
     ax.set_yticks(range(len(ys)), [f"k={k} M={m}" for k, m in ys])
     refs = ", ".join(f"{r['label']} {_r20(r):.4f}" for r in by_label.values()
-                     if r["label"] in ("uniform", "score-only DNS M=8", "auto k=1 M=8") and _r20(r) is not None)
+                     if r["label"] in ("uniform", "score-only DNS M=8", "auto k=1 M=8", "auto q, auto M")
+                     and _r20(r) is not None)
     ax.set_title(f"S3 sweep, test Recall@20: {dataset}" + (f"\n{refs}" if refs else ""), fontsize=9)
     if not np.isnan(grid).all():
         fig.colorbar(image, ax=ax)

@@ -197,12 +197,15 @@ def s3_label(q: float, k: int, m: int) -> str:
 
 def _s3(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     """S3's knobs: uniform and score-only DNS negatives (M=8), ``llmhni_fn_quantile: auto``
-    (k=1, M=8), then the grid q x k x M, M slowest, q fastest (the k=1, M=8 row first), then
-    score-only DNS at the grid's other M."""
+    (k=1, M=8), both automatic settings (``auto q, auto M``: the shipped defaults), then the grid
+    q x k x M, M slowest, q fastest (the k=1, M=8 row first), then score-only DNS at the grid's
+    other M."""
     jobs = [Job(suite, "uniform", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "uniform"}),
             Job(suite, "score-only DNS M=8", "LLMHNI_LightGCN", ds, {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": 8}),
             Job(suite, "auto k=1 M=8", "LLMHNI_LightGCN", ds,
-                {"llmhni_fn_quantile": "auto", "llmhni_neg_topk": 1, "llmhni_neg_candidates": 8})]
+                {"llmhni_fn_quantile": "auto", "llmhni_neg_topk": 1, "llmhni_neg_candidates": 8}),
+            Job(suite, "auto q, auto M", "LLMHNI_LightGCN", ds,
+                {"llmhni_fn_quantile": "auto", "llmhni_neg_topk": 1, "llmhni_neg_candidates": "auto"})]
     for m in S3_CANDIDATES:
         for k in S3_TOPK:
             jobs += [Job(suite, s3_label(q, k, m), "LLMHNI_LightGCN", ds,

@@ -66,9 +66,11 @@ def _s3_loader_only(config: Any) -> bool:
 
 
 def _runs_pipeline(config: Any) -> bool:
-    """The run needs the pipeline: a plugin pipeline model, or S3 (``semantic``) in the train loader."""
+    """The run needs the pipeline: a plugin pipeline model, or S3 in the train loader with
+    ``semantic`` negatives (S1-S2) or ``llmhni_neg_candidates: auto`` (S4, S3 candidates)."""
     return bool(getattr(config.model_class, "needs_pipeline", False)
-                or (uses_s3_loader(config) and neg_mode_of(config) == "semantic"))
+                or (uses_s3_loader(config) and (neg_mode_of(config) == "semantic"
+                                                or config_get(config, "llmhni_neg_candidates") == "auto")))
 
 
 def alignment_check(model: str = "LLMHNI_LightGCN", dataset: str = "ml-100k", config_file_list: Optional[List[str]] = None,

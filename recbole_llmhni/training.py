@@ -85,7 +85,8 @@ def sampling_summary(model: Any, epoch_records: List[Dict[str, Any]]) -> Optiona
     """
     if not hasattr(model, "neg_mode"):
         return None
-    out: Dict[str, Any] = {"mode": model.neg_mode, "candidates": int(model.neg_candidates),
+    out: Dict[str, Any] = {"mode": model.neg_mode, "candidates": model.neg_candidates,
+                           "candidates_setting": getattr(model, "neg_candidates_setting", None),
                            "topk": int(model.neg_topk), "fn_quantile": getattr(model, "fn_quantile_used", None),
                            "fn_quantile_setting": getattr(model, "fn_quantile", None)}
     epochs = [e["negative_sampling"] for e in epoch_records if e.get("negative_sampling")]

@@ -160,7 +160,7 @@ def test_drop_edges_is_seeded_and_keeps_the_right_share():
     def run(seed):
         return drop_edges(users, items, 0.3, torch.Generator().manual_seed(seed))
 
-    (u1, i1), (u2, i2), (u3, i3) = run(7), run(7), run(8)
+    (u1, i1), (u2, i2), (_u3, i3) = run(7), run(7), run(8)
     assert u1.numel() == i1.numel() == 7_000  # floor(E * (1 - rate)), like SGL's ED
     assert torch.equal(u1, u2) and torch.equal(i1, i2)  # same seed, same view
     assert not torch.equal(i1, i3)  # another seed, another view

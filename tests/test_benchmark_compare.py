@@ -362,25 +362,26 @@ def test_rater_suite_compares_simulated_accuracies_at_twenty_percent_noise():
 # ----------------------------------------------------------------------------- the s3 suite
 def test_s3_suite_sweeps_q_k_m_beside_uniform_dns_and_auto():
     jobs = suites.suite_jobs("s3", ["ml-100k", "amazon-books"])
-    assert len(jobs) == 2 * (3 + 4 * 3 * 3 + 2)
+    assert len(jobs) == 2 * (4 + 4 * 3 * 3 + 2)
     mine = [j for j in jobs if j.dataset == "ml-100k"]
-    assert [j.label for j in mine[:3]] == ["uniform", "score-only DNS M=8", "auto k=1 M=8"]
+    assert [j.label for j in mine[:4]] == ["uniform", "score-only DNS M=8", "auto k=1 M=8", "auto q, auto M"]
     assert mine[0].params == {"llmhni_neg_mode": "uniform"}
     assert mine[1].params == {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": 8}
-    assert mine[2].params["llmhni_fn_quantile"] == "auto"
+    assert mine[2].params["llmhni_fn_quantile"] == "auto" and mine[2].params["llmhni_neg_candidates"] == 8
+    assert mine[3].params["llmhni_fn_quantile"] == mine[3].params["llmhni_neg_candidates"] == "auto"
     grid = {(j.params["llmhni_fn_quantile"], j.params["llmhni_neg_topk"], j.params["llmhni_neg_candidates"]): j
-            for j in mine[3:-2]}
+            for j in mine[4:-2]}
     assert set(grid) == {(q, k, m) for q in (0.3, 0.5, 0.7, 0.9) for k in (1, 2, 3) for m in (8, 16, 32)}
     assert [(j.label, j.params) for j in mine[-2:]] == [
         (f"score-only DNS M={m}", {"llmhni_neg_mode": "dns", "llmhni_neg_candidates": m}) for m in (16, 32)]
     assert grid[(0.7, 1, 8)].label == "q=0.7 k=1 M=8" and grid[(0.7, 1, 8)].slug == "q_0.7_k_1_M_8"
-    assert [j.label for j in mine[3:7]] == [f"q={q} k=1 M=8" for q in (0.3, 0.5, 0.7, 0.9)]  # run first
+    assert [j.label for j in mine[4:8]] == [f"q={q} k=1 M=8" for q in (0.3, 0.5, 0.7, 0.9)]  # run first
     assert all(j.model == "LLMHNI_LightGCN" for j in jobs)
 
 
-def _s3_row(label, valid, test, mode="semantic", q=0.9, fired=0.1, changed=0.05):
+def _s3_row(label, valid, test, mode="semantic", q=0.9, fired=0.1, changed=0.05, m=8):
     ns = {"mode": mode, "fn_quantile": q if mode == "semantic" else None, "fired_row_share": fired,
-          "changed_row_share": changed}
+          "changed_row_share": changed, "candidates": m}
     return {"suite": "s3", "dataset": "toy", "label": label, "model": "LLMHNI_LightGCN", "status": "early stop",
             "valid": {"recall@20": valid}, "test": {"recall@20": test, "ndcg@20": 0.1}, "negative_sampling": ns,
             "best_epoch": 5, "epochs_trained": 15, "machine": {}, "command": "c", "train_epoch_seconds": [1.0]}
@@ -392,7 +393,7 @@ def test_s3_table_marks_the_validation_selected_row_and_the_heat_map_is_drawn(tm
     assert report.s3_selected(rows)["label"] == "q=0.9 k=1 M=8"  # by validation, not by test
     table = report.readme_table("s3", rows)
     assert table[2].startswith("| uniform | 0.3000 | 0.3300 | 0.1000 | - | -")
-    assert "| **q=0.9 k=1 M=8** (selected) | 0.3200 | 0.3400 | 0.1000 | 0.9 | 2.0% | 1.5% |" in table[4]
+    assert "| **q=0.9 k=1 M=8** (selected) | 0.3200 | 0.3400 | 0.1000 | 0.9 | 8 | 2.0% | 1.5% |" in table[4]
     png = tmp_path / "s3.png"
     report._s3_heatmap(rows, png, "toy")
     assert png.stat().st_size > 0

@@ -121,8 +121,9 @@ def test_unknown_plugin_key_suggests_the_closest():
 def test_config_refuses_bad_values_when_built(recbole_workdir):
     with pytest.raises(ConfigError, match="llmhni_edge_drop_rate"):
         LLMHNIConfig(model="LLMHNI_LightGCN", dataset="ml-100k", config_dict={"llmhni_edge_drop_rate": 1.5})
-    with pytest.raises(ConfigError, match="llmhni_neg_topk=9 exceeds llmhni_neg_candidates=8"):
-        LLMHNIConfig(model="LLMHNI_LightGCN", dataset="ml-100k", config_dict={"llmhni_neg_topk": 9})
+    with pytest.raises(ConfigError, match="llmhni_neg_topk=9 exceeds llmhni_neg_candidates=8"):  # auto: when M is chosen
+        LLMHNIConfig(model="LLMHNI_LightGCN", dataset="ml-100k", config_dict={"llmhni_neg_topk": 9,
+                                                                                   "llmhni_neg_candidates": 8})
 
 
 @pytest.mark.parametrize("arg", ["--llmhni_rater=gpt5", "--llmhni_neg_candidates=-1", "--llmhni_edge_drop_rate=1.5"])

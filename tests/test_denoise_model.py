@@ -119,7 +119,9 @@ def test_each_ablation_removes_exactly_its_term(recbole_workdir, tiny_dataset, s
 
 
 def test_without_denoising_nothing_is_built_and_g_is_used(recbole_workdir, tiny_dataset):
-    train_data, net, result = _build(recbole_workdir, tiny_dataset, llmhni_denoise=False, **ALL_LOW)
+    # a fixed M: llmhni_neg_candidates=auto would train Rec_pre (S4) to choose it
+    train_data, net, result = _build(recbole_workdir, tiny_dataset, llmhni_denoise=False, llmhni_neg_candidates=8,
+                                     **ALL_LOW)
     assert result.graph is None and net.rec_adjacency() is net.norm_adj
     net.train()
     assert isinstance(net.calculate_loss(next(iter(train_data))), torch.Tensor)

@@ -18,8 +18,9 @@ from recbole_llmhni.llm import Rating
 from recbole_llmhni.pipeline import LLMHNIPipeline
 
 STAGES = ["S1 encode", "S2 align", "S4 pretrain", "S5 candidates", "S6 rate", "S7 rewrite"]
-#: a default LLMHNI run: S3's q chosen by "S3 calibrate" (``llmhni_fn_quantile: auto``) after S2
-DEFAULT_STAGES = STAGES[:2] + ["S3 calibrate"] + STAGES[2:]
+#: a default LLMHNI run: S3's q chosen by "S3 calibrate" (``llmhni_fn_quantile: auto``) after S2,
+#: and its M by "S3 candidates" (``llmhni_neg_candidates: auto``) from S4's Rec_pre
+DEFAULT_STAGES = STAGES[:2] + ["S3 calibrate", "S4 pretrain", "S3 candidates"] + STAGES[3:]
 
 
 class HashEncoder:
@@ -77,7 +78,7 @@ def test_model_is_built_from_prepared_artifacts_with_fakes_that_fail_when_called
     config, train_data, valid = _splits(tiny_dataset, recbole_workdir, model)
     again = LLMHNIPipeline(config, encoder=FailingEncoder(), rater=FailingRater(), rec_pre_trainer=failing_trainer)
     result = again.run(train_data._dataset, valid)
-    assert [r.status for r in result.reports] == ["reused"] * 7  # S4 reused: the warm start loads Rec_pre
+    assert [r.status for r in result.reports] == ["reused"] * 8  # S4 reused: the warm start loads Rec_pre
     train = train_data._dataset
     train.llmhni_inputs = result.model_inputs()
     init_seed(config["seed"], config["reproducibility"])
@@ -91,7 +92,7 @@ def test_model_is_built_from_prepared_artifacts_with_fakes_that_fail_when_called
 
 def test_stages_the_config_does_not_use_are_off_and_cost_nothing(recbole_workdir, tiny_dataset):
     config, train_data, valid = _splits(tiny_dataset, recbole_workdir, llmhni_neg_mode="dns", llmhni_denoise=False,
-                                 llmhni_warm_start=False)
+                                 llmhni_warm_start=False, llmhni_neg_candidates=8)
     result = LLMHNIPipeline(config, encoder=FailingEncoder(), rater=FailingRater(),
                             rec_pre_trainer=failing_trainer).run(train_data._dataset)
     assert [(r.stage, r.status) for r in result.reports] == [(s, "off") for s in STAGES]
@@ -117,6 +118,6 @@ def test_the_pipeline_command_prints_every_stage_and_writes_json(recbole_workdir
     stages = json.loads((recbole_workdir / "stages.json").read_text())["stages"]
     assert [s["stage"] for s in stages] == DEFAULT_STAGES and all(s["path"] for s in stages)
     assert main(args) == 0
-    assert capsys.readouterr().out.count(": reused ") == 6  # S1-S3, S5-S7; S4 skipped: S5's candidates are cached
+    assert capsys.readouterr().out.count(": reused ") == 7  # S1-S3 (both), S5-S7; S4 skipped: S3's and S5's cached
     assert main(args[:-1] + ["--llmhni_pretrain_epochs=-2"]) == 2
     assert "llmhni_pretrain_epochs=-2 is not allowed" in capsys.readouterr().err

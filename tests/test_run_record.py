@@ -14,7 +14,7 @@ def test_record_holds_metrics_every_epoch_and_the_stage_reports(recbole_workdir,
     out = recbole_workdir / "record.json"
     result = run_recbole_llmhni(model="LLMHNI_LightGCN", dataset="tiny", config_dict={
         "data_path": tiny_dataset["data_path"], "epochs": 3, "show_progress": False, "llmhni_neg_mode": "dns",
-        "llmhni_rater": "openai", "llmhni_denoise": False, "llmhni_result_file": str(out),
+        "llmhni_neg_candidates": 8, "llmhni_rater": "openai", "llmhni_denoise": False, "llmhni_result_file": str(out),
         "llmhni_artifact_dir": str(recbole_workdir / "art")})
     record = json.loads(out.read_text())
     assert record["test_result"] == pytest.approx(result["test_result"])

@@ -1,7 +1,6 @@
 """S2 alignment: pseudo-labels from training edges only, the InfoNCE loss, training, the cached artifact."""
 import dataclasses
 import hashlib
-import json
 from typing import Mapping, Optional
 
 import numpy as np

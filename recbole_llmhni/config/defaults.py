@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import yaml
 
-__all__ = ["PROPERTIES_DIR", "OVERALL_YAML", "plugin_defaults", "config_get", "neg_mode_of"]
+__all__ = ["PROPERTIES_DIR", "OVERALL_YAML", "plugin_defaults", "model_defaults", "config_get", "neg_mode_of"]
 
 PROPERTIES_DIR = Path(__file__).resolve().parents[1] / "properties"
 OVERALL_YAML = PROPERTIES_DIR / "overall.yaml"
@@ -34,6 +34,15 @@ def plugin_defaults() -> Dict[str, Any]:
         loader = yaml.SafeLoader
     document = yaml.load(OVERALL_YAML.read_text(encoding="utf-8"), Loader=loader) or {}
     return {k: v for k, v in document.items() if k.startswith("llmhni_")}
+
+
+@lru_cache(maxsize=None)
+def model_defaults(model: str) -> Dict[str, Any]:
+    """The keys of a plugin model's ``properties/model/<model>.yaml`` (``{}`` if it has none)."""
+    path = PROPERTIES_DIR / "model" / f"{model}.yaml"
+    if not path.is_file():
+        return {}
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader()) or {}
 
 
 _MISSING = object()

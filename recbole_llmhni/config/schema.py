@@ -33,7 +33,7 @@ class Spec:
     ``kind`` is ``int``, ``float``, ``bool`` or ``str``; ``low`` / ``high`` bound numbers
     (``low_open`` / ``high_open`` make a bound exclusive); ``choices`` lists the allowed
     strings; ``nullable`` admits ``None`` (YAML ``~``); ``words``: strings a number key also
-    takes (``auto`` for ``llmhni_fn_quantile``).
+    takes (``auto`` for ``llmhni_fn_quantile`` and ``llmhni_neg_candidates``).
     """
 
     kind: type
@@ -178,7 +178,7 @@ KEYS: Dict[str, Spec] = {
     "llmhni_align_batch_size": _int(1),
     # S3 sampling
     "llmhni_neg_mode": _choice(NEG_MODES, nullable=True),
-    "llmhni_neg_candidates": _int(1),
+    "llmhni_neg_candidates": Spec(int, low=1, words=("auto",)),
     "llmhni_neg_topk": _int(1),
     "llmhni_fn_quantile": Spec(float, low=0, high=1, words=("auto",)),
     "llmhni_use_alignment": BOOL,

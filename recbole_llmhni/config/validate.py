@@ -92,7 +92,7 @@ def _check_together(values: Dict[str, Any], items: Dict[str, Any], model: Option
     if model is None or not str(model).startswith("LLMHNI_"):
         return
     topk, candidates = get("llmhni_neg_topk"), get("llmhni_neg_candidates")
-    if topk > candidates:
+    if candidates != "auto" and topk > candidates:  # auto: checked once M is chosen (models, S3 loader)
         raise ConfigError(f"llmhni_neg_topk={topk} exceeds llmhni_neg_candidates={candidates}; use a k no larger than M.")
     neg_args = items.get("train_neg_sample_args") or {}
     if get("llmhni_neg_mode") != "uniform" and isinstance(neg_args, Mapping) and neg_args.get("dynamic", False):
@@ -146,7 +146,7 @@ def check_neg_mode_fits(model_class: Any, items: Mapping[str, Any]) -> None:
             "model's own negatives, or use a pairwise general recommender (BPR, LightGCN, NGCF, SGL, NCL, ...)."
         )
     topk, candidates = items.get("llmhni_neg_topk") or 1, items.get("llmhni_neg_candidates") or 1
-    if topk > candidates:
+    if candidates != "auto" and topk > candidates:
         raise ConfigError(f"llmhni_neg_topk={topk} exceeds llmhni_neg_candidates={candidates}; use a k no larger than M.")
 
 

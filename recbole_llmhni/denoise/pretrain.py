@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from recbole_llmhni.artifacts import StageDir, atomic_write_bytes
-from recbole_llmhni.config.defaults import config_get
+from recbole_llmhni.config.defaults import config_get, model_defaults
 
 __all__ = [
     "backbone_name",
@@ -91,8 +91,14 @@ def pretrain_material(config: Any, backbone: str, edges_fp: str) -> Dict[str, An
         "epochs": epochs,
         "train_edges": edges_fp,
         "negatives": "uniform, 1 per positive",
-        "hyperparameters": {k: config_get(config, k) for k in keys},
+        "hyperparameters": {k: _backbone_value(config, backbone, k) for k in keys},
     }
+
+
+def _backbone_value(config: Any, backbone: str, key: str) -> Any:
+    """The run's value of ``key``, else the backbone's YAML default (a run of BPR has no ``n_layers``)."""
+    value = config_get(config, key)
+    return model_defaults(backbone).get(key) if value is None else value
 
 
 @contextlib.contextmanager
@@ -117,6 +123,8 @@ def _pretrain_config(config: Any, backbone: str, epochs: int) -> Any:
     cfg = copy.copy(config)
     cfg.final_config_dict = dict(config.final_config_dict)
     cfg["model"] = backbone
+    for key in model_defaults(backbone):
+        cfg[key] = _backbone_value(config, backbone, key)
     cfg["epochs"] = epochs
     cfg["eval_step"] = 0  # no evaluation: the stage sees the training split only
     cfg["train_neg_sample_args"] = {

@@ -40,7 +40,8 @@ class LLMHNIInputs:
     inner product is :math:`s(u, i)` (S2's :math:`z'`, or S1's embeddings without alignment).
     ``graph``: :math:`G'` (``llmhni_denoise``). ``rec_pre_state``: S4's ``Rec_pre`` parameters
     by name (``llmhni_warm_start``). ``fn_quantile``: S3's :math:`q` chosen by the S3 calibrate
-    stage (``llmhni_fn_quantile: auto``).
+    stage (``llmhni_fn_quantile: auto``). ``neg_candidates``: S3's :math:`M` chosen by the S3
+    candidates stage (``llmhni_neg_candidates: auto``).
     """
 
     semantic_user: Optional[np.ndarray] = None
@@ -48,6 +49,7 @@ class LLMHNIInputs:
     graph: Optional[DenoisedEdges] = None
     rec_pre_state: Optional[Dict[str, torch.Tensor]] = None
     fn_quantile: Optional[float] = None
+    neg_candidates: Optional[int] = None
 
 
 class MissingInputsError(ValueError):

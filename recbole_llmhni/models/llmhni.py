@@ -35,8 +35,12 @@ Config keys (defaults in ``properties/overall.yaml``):
     Any other pairwise model takes ``dns`` / ``semantic`` too, in the train loader of
     :mod:`recbole_llmhni.semantic.negative_loader`, through the same
     :func:`~recbole_llmhni.semantic.sampling.sample_negatives`.
-``llmhni_neg_candidates`` (``8``)
-    :math:`M`, uniform candidates per training row.
+``llmhni_neg_candidates`` (``auto``)
+    :math:`M`, uniform candidates per training row. ``auto`` (the default): the largest of
+    8, 16, 32 whose hard picks, under S4's ``Rec_pre``, are validation positives at most 3% of
+    the time, by the pipeline's "S3 candidates" stage
+    (:mod:`recbole_llmhni.semantic.candidate_calibration`); it picks 8 on ml-100k and 32 on
+    amazon-books, the best M of the converged ``s3`` sweep on each. A number fixes :math:`M`.
 ``llmhni_neg_topk`` (``1``)
     :math:`k`: the chosen negative is the least relevant of the :math:`k` best-scored survivors
     (``1``: the best-scored survivor, i.e. DNS without the likely false negatives).
@@ -57,8 +61,8 @@ relevant than 90% of the user's own items costs almost nothing. The converged ml
 suite, README) agrees: k=1, M=8, test Recall@20 q=0.3 0.352, 0.5 0.373, 0.7 0.387, 0.9
 0.398, score-only DNS 0.400, uniform 0.378; k=2 and k=3 and M=16, 32 lower still. The
 converged amazon-books runs agree on k (q=0.9, M=8: k=2 0.151 against k=1 0.167) but not on M:
-M=16 gives 0.171 there (validation 0.174 against 0.170), so the default M=8 is ml-100k's
-choice, not a rule; M has no automatic setting yet.
+M=16 gives 0.171 and M=32 0.173 there (validation 0.174 and 0.177 against 0.170), which is
+why M is chosen per dataset.
 ``llmhni_use_alignment`` (``True``)
     ``False``: :math:`s` is the raw cosine of the text embeddings (ablation "w/o alignment").
 ``llmhni_denoise`` (``True``)
@@ -106,6 +110,7 @@ from recbole_llmhni.models.graph import drop_edges
 from recbole_llmhni.models.inputs import LLMHNIInputs, inputs_of
 from recbole_llmhni.models.losses import contrast_nodes, node_contrast
 from recbole_llmhni.config.defaults import neg_mode_of
+from recbole_llmhni.semantic.candidate_calibration import candidates_in_use
 from recbole_llmhni.semantic.sampling import (
     SELECTION_COUNTERS,
     SemanticFilter,
@@ -150,7 +155,7 @@ class LLMHNIMixin:
         super().__init__(config, dataset)
         # every flag, read once (values checked when the config was built)
         self.neg_mode: str = neg_mode_of(config)
-        self.neg_candidates: int = config["llmhni_neg_candidates"]
+        self.neg_candidates_setting = config["llmhni_neg_candidates"]  # a number, or "auto"
         self.neg_topk: int = config["llmhni_neg_topk"]
         self.fn_quantile = config["llmhni_fn_quantile"]  # a number, or "auto"
         self.fn_quantile_used: Optional[float] = None  # the q of the thresholds (semantic mode)
@@ -168,6 +173,10 @@ class LLMHNIMixin:
         self.warm_start: bool = config["llmhni_warm_start"]
 
         inputs = inputs_of(dataset, type(self).__name__)
+        # M as sampled: the number set, or S3 candidates' choice (None: uniform negatives with M auto, never read)
+        self.neg_candidates: Optional[int] = (
+            None if self.neg_mode == "uniform" and self.neg_candidates_setting == "auto"
+            else candidates_in_use(self.neg_candidates_setting, inputs.neg_candidates, self.neg_topk, type(self).__name__))
         positives = TrainingPositives(self.train_users, self.train_items, self.n_items)
         self.register_buffer("positive_keys", positives.keys, persistent=False)
         self.dense_lookups: bool = self.n_users * self.n_items <= DENSE_LOOKUP_MAX

@@ -17,14 +17,18 @@ S3 calibrate   :math:`q` of ``llmhni_fn_quantile: auto``                  S2 key
                (:mod:`recbole_llmhni.semantic.calibration`)               edges, grid, seed
 S4 pretrain    ``Rec_pre`` (:mod:`recbole_llmhni.denoise.pretrain`)       backbone, hyperparameters, epochs,
                                                                           training edges
+S3 candidates  :math:`M` of ``llmhni_neg_candidates: auto``               S4 key, training and validation
+               (:mod:`recbole_llmhni.semantic.candidate_calibration`)     edges, grid, budget, seed
 S5 candidates  high-score negatives, low-score positives                 S4 key, k_n, k_p, cap, L
 S6 rate        dual ratings (:mod:`recbole_llmhni.denoise.rating`)        S5 key, rater identity, every
                                                                           request's content
 S7 rewrite     :math:`G'` with provenance, identification report          S6 key
 =============  ====================================================  =============================
 
-(S3's sampling and S8 run inside training; "S3 calibrate" is the one stage that reads the
-validation split, and only with ``llmhni_fn_quantile: auto``: never the test split.) Every stage's output is a stage directory of
+(S3's sampling and S8 run inside training; "S3 calibrate" and "S3 candidates" are the stages
+that read the validation split, and only with ``llmhni_fn_quantile: auto`` /
+``llmhni_neg_candidates: auto``: never the test split. "S3 candidates" reads S4's ``Rec_pre``,
+so it runs after S4, and S4 runs for it even where denoising is off.) Every stage's output is a stage directory of
 :mod:`recbole_llmhni.artifacts.store`, so a stage runs only when its artifact is missing; S4 is
 not even loaded when S5's artifact exists, the rater is not built when S6's does, and the
 encoder is not called when S1's does: a second run trains nothing, rates nothing, encodes
@@ -33,6 +37,8 @@ the LLM cache). Stages the config does not use are ``off``:
 
 * S3 calibrate unless ``llmhni_neg_mode: semantic`` and ``llmhni_fn_quantile: auto`` (it then
   leaves no report at all, so the stage list of a fixed-:math:`q` run is S1, S2, S4-S7);
+  likewise S3 candidates unless ``llmhni_neg_mode`` is ``dns`` or ``semantic`` and
+  ``llmhni_neg_candidates: auto``;
 * S1-S2 when neither S3 (``llmhni_neg_mode: semantic``) nor the semantic stand-in rater needs
   :math:`s(u, i)`; S2 alone with ``llmhni_use_alignment: False``;
 * S4-S7 with ``llmhni_denoise: False`` (S4 still runs for ``llmhni_warm_start``);
@@ -71,9 +77,13 @@ from recbole_llmhni.denoise.simulated import OracleRater
 from recbole_llmhni.pipeline.results import DenoisedGraph, PipelineResult, StageReport
 from recbole_llmhni.semantic.store import SemanticInputs, aligned_embeddings, encode_profiles
 
-__all__ = ["LLMHNIPipeline", "StagePlan"]
+__all__ = ["LLMHNIPipeline", "StagePlan", "STAGE_ORDER"]
 
 logger = getLogger("recbole_llmhni.pipeline")
+
+#: The order of the stage reports (:attr:`PipelineResult.reports`): "S3 candidates" reads S4's ``Rec_pre``.
+STAGE_ORDER = ("S1 encode", "S2 align", "S3 calibrate", "S4 pretrain", "S3 candidates", "S5 candidates", "S6 rate",
+               "S7 rewrite")
 
 RecPreTrainer = Callable[[Any, Any, Dict[str, Any]], torch.nn.Module]
 
@@ -91,11 +101,13 @@ class StagePlan:
         self.s3_semantic = neg_mode_of(config) == "semantic"
         self.aligned = bool(config_get(config, "llmhni_use_alignment"))
         self.s3_calibrate = self.s3_semantic and config_get(config, "llmhni_fn_quantile") == "auto"
+        self.s3_candidates = (neg_mode_of(config) in ("dns", "semantic")
+                              and config_get(config, "llmhni_neg_candidates") == "auto")
         self.semantic = self.s3_semantic or (self.denoise and self.semantic_rater)
         # models that read S1's profile embeddings and nothing else (RLMRec): S1 only
         self.profiles_only = bool(getattr(getattr(config, "model_class", None), "profile_embeddings_only", False))
         if self.profiles_only:
-            self.semantic, self.aligned, self.s3_semantic = True, False, False
+            self.semantic, self.aligned, self.s3_semantic, self.s3_candidates = True, False, False, False
             self.denoise = self.warm_start = self.semantic_rater = False
         # for the S3 train loader of another model (BPR, SGL, ... with llmhni_neg_mode: semantic): S1-S2 only
         self.sampler_only = bool(sampler_only)
@@ -143,11 +155,13 @@ class LLMHNIPipeline:
     def run(self, train: Any, valid: Any = None) -> PipelineResult:
         """Run (or reuse) every stage the config uses on the training split ``train``.
 
-        ``valid``: the validation split, read only by "S3 calibrate" (``llmhni_fn_quantile: auto``).
+        ``valid``: the validation split, read only by "S3 calibrate" (``llmhni_fn_quantile: auto``)
+        and "S3 candidates" (``llmhni_neg_candidates: auto``).
         """
-        if self.plan.s3_calibrate and valid is None:
-            raise ValueError("llmhni_fn_quantile=auto is chosen on the validation split: call "
-                             "LLMHNIPipeline(config).run(train, valid), or set llmhni_fn_quantile to a number")
+        for needed, key in ((self.plan.s3_calibrate, "llmhni_fn_quantile"), (self.plan.s3_candidates, "llmhni_neg_candidates")):
+            if needed and valid is None:
+                raise ValueError(f"{key}=auto is chosen on the validation split: call "
+                                 f"LLMHNIPipeline(config).run(train, valid), or set {key} to a number")
         self.reports = []
         started = time.perf_counter()
         result = PipelineResult(self.reports)
@@ -172,6 +186,8 @@ class LLMHNIPipeline:
                 self._report(stage, "off", reason="no stage needs s(u,i)")
 
         denoiser = _Denoiser(self, train)
+        if self.plan.s3_candidates:
+            result.neg_candidates = self._choose_candidates(denoiser, valid)
         if self.plan.warm_start:
             result.rec_pre_state = {k: v.detach().cpu() for k, v in denoiser.rec_pre().named_parameters()}
         if self.plan.denoise:
@@ -183,6 +199,8 @@ class LLMHNIPipeline:
                     self._report(stage, "off", reason="the model reads S1's profile embeddings only"
                                  if self.plan.profiles_only else "S3 train loader only (not an LLMHNI model)"
                                  if self.plan.sampler_only else "llmhni_denoise=False: G' = G")
+        # one order whatever ran when (S4 is loaded by S3 candidates when that stage computes, by S5 otherwise)
+        self.reports.sort(key=lambda r: STAGE_ORDER.index(r.stage) if r.stage in STAGE_ORDER else len(STAGE_ORDER))
         logger.info(f"pipeline S1-S7 ready in {time.perf_counter() - started:.1f} s")
         return result
 
@@ -258,6 +276,42 @@ class LLMHNIPipeline:
                      summary=f"llmhni_fn_quantile=auto -> {found['fn_quantile']:g} (AUC {found['auc']:.3f}, "
                              f"base rate {found['prior']:.4f}; {rates})")
         return float(found["fn_quantile"])
+
+
+    # ------------------------------------------------------------------ S3 candidates
+    def _choose_candidates(self, denoiser: "_Denoiser", valid: Any) -> int:
+        """``llmhni_neg_candidates: auto``: :math:`M` from ``Rec_pre``'s scores on training + validation pairs (cached)."""
+        from recbole_llmhni.semantic.candidate_calibration import (
+            CANDIDATE_GRID, FALSE_NEGATIVE_BUDGET, MAX_USERS, calibrate_candidates)
+
+        started = time.perf_counter()
+        st4, _ = denoiser._s4_stage()
+        valid_users = np.asarray(valid.inter_feat[valid.uid_field].numpy(), dtype=np.int64)
+        valid_items = np.asarray(valid.inter_feat[valid.iid_field].numpy(), dtype=np.int64)
+        material = {
+            "rec_pre": st4.key, "train": denoiser.edges_fp,
+            "valid": edges_fingerprint(denoiser.user_tokens[valid_users], denoiser.item_tokens[valid_items]),
+            "grid": list(CANDIDATE_GRID), "budget": FALSE_NEGATIVE_BUDGET, "max_users": MAX_USERS,
+            "seed": int(config_get(self.config, "seed", 0) or 0),
+            "rule": "largest M with F(M) = P(hard pick is a validation positive) <= budget, per training row",
+        }
+        stage = StageDir(self.config, "s3_candidates", digest(material))
+        if stage.is_complete():
+            found = json.loads(stage.file("candidates.json").read_text(encoding="utf-8"))
+            status = "reused"
+        else:
+            user_e, item_e = s4.propagated_embeddings(denoiser.rec_pre())
+            found = calibrate_candidates(user_e.cpu().numpy(), item_e.cpu().numpy(), denoiser.users, denoiser.items,
+                                         valid_users, valid_items, material["seed"]).as_dict()
+            atomic_write_json(stage.file("candidates.json"), found)
+            stage.complete(material)
+            status = "computed"
+        rates = ", ".join(f"M={r['M']}: {r['false_negative']:.4f}" for r in found["rates"])
+        self._report("S3 candidates", status, started, stage.path, neg_candidates=found["neg_candidates"],
+                     rates=found["rates"], budget=found["budget"],
+                     summary=f"llmhni_neg_candidates=auto -> {found['neg_candidates']} (share of hard picks that are "
+                             f"validation positives, budget {found['budget']:g}: {rates})")
+        return int(found["neg_candidates"])
 
 
 class _Denoiser:

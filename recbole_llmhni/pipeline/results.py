@@ -105,6 +105,7 @@ class PipelineResult:
     them. ``raw_user`` / ``raw_item``: S1's vectors. ``graph``: :math:`G'` (``None`` with
     denoising off). ``rec_pre_state``: ``Rec_pre``'s parameters (warm start only).
     ``fn_quantile``: S3's :math:`q` chosen by "S3 calibrate" (``llmhni_fn_quantile: auto`` only).
+    ``neg_candidates``: S3's :math:`M` chosen by "S3 candidates" (``llmhni_neg_candidates: auto`` only).
     ``reports``: one :class:`StageReport` per stage, S1 to S7, in order.
     """
 
@@ -116,6 +117,7 @@ class PipelineResult:
     graph: Optional[DenoisedGraph] = None
     rec_pre_state: Optional[Dict[str, torch.Tensor]] = None
     fn_quantile: Optional[float] = None
+    neg_candidates: Optional[int] = None
 
     def report(self, stage: str) -> StageReport:
         """The report of ``stage`` (``"S1 encode"`` or just ``"S1"``)."""
@@ -136,6 +138,7 @@ class PipelineResult:
             graph=None if self.graph is None else self.graph.edges(),
             rec_pre_state=self.rec_pre_state,
             fn_quantile=self.fn_quantile,
+            neg_candidates=self.neg_candidates,
         )
 
     def to_dict(self) -> Dict[str, Any]:

@@ -40,6 +40,7 @@ from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
 
 from recbole_llmhni.config.defaults import config_get, neg_mode_of
+from recbole_llmhni.semantic.candidate_calibration import candidates_in_use
 from recbole_llmhni.semantic.sampling import (
     SELECTION_COUNTERS,
     SemanticFilter,
@@ -68,14 +69,18 @@ class S3TrainDataLoader(TrainDataLoader):
         semantic_user, semantic_item: :math:`z'` of S1-S2, ``[n_U, d]`` / ``[n_I, d]``
             (``semantic`` mode).
         fn_quantile: the :math:`q` S3 calibrate chose (``llmhni_fn_quantile: auto``).
+        neg_candidates: the :math:`M` S3 candidates chose (``llmhni_neg_candidates: auto``).
     """
 
     def __init__(self, config, dataset, sampler, shuffle: bool = False, semantic_user: Optional[np.ndarray] = None,
-                 semantic_item: Optional[np.ndarray] = None, fn_quantile: Optional[float] = None) -> None:
+                 semantic_item: Optional[np.ndarray] = None, fn_quantile: Optional[float] = None,
+                 neg_candidates: Optional[int] = None) -> None:
         super().__init__(config, dataset, sampler, shuffle=shuffle)
         self.neg_mode: str = neg_mode_of(config)
-        self.neg_candidates: int = int(config_get(config, "llmhni_neg_candidates"))
         self.neg_topk: int = int(config_get(config, "llmhni_neg_topk"))
+        self.neg_candidates_setting = config_get(config, "llmhni_neg_candidates")  # a number, or "auto"
+        self.neg_candidates: int = candidates_in_use(self.neg_candidates_setting, neg_candidates, self.neg_topk,
+                                                     "S3 train loader")
         self.fn_quantile = config_get(config, "llmhni_fn_quantile")
         self.fn_quantile_used: Optional[float] = None
         self.n_items = int(dataset.item_num)
@@ -104,7 +109,7 @@ class S3TrainDataLoader(TrainDataLoader):
         pipeline's :class:`~recbole_llmhni.models.inputs.LLMHNIInputs` (``semantic`` mode)."""
         return cls(config, loader._dataset, loader._sampler, shuffle=bool(config["shuffle"]),
                    semantic_user=getattr(inputs, "semantic_user", None), semantic_item=getattr(inputs, "semantic_item", None),
-                   fn_quantile=getattr(inputs, "fn_quantile", None))
+                   fn_quantile=getattr(inputs, "fn_quantile", None), neg_candidates=getattr(inputs, "neg_candidates", None))
 
     def _score(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``model.predict`` on every (row's user, candidate) pair: ``[B, M]`` on the CPU."""
