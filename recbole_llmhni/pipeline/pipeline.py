@@ -277,7 +277,6 @@ class LLMHNIPipeline:
                              f"base rate {found['prior']:.4f}; {rates})")
         return float(found["fn_quantile"])
 
-
     # ------------------------------------------------------------------ S3 candidates
     def _choose_candidates(self, denoiser: "_Denoiser", valid: Any) -> int:
         """``llmhni_neg_candidates: auto``: :math:`M` from ``Rec_pre``'s scores on training + validation pairs (cached)."""
