@@ -1,8 +1,8 @@
 """Every ``llmhni_*`` value checked when the config is built, before any stage runs.
 
 :func:`validate` raises :class:`ConfigError` with one line that names the key, the value and
-what is allowed (``llmhni_neg_candidates=-1 is not allowed: use an integer >= 1, e.g.
---llmhni_neg_candidates=8``). Unknown ``llmhni_*`` keys are refused too (a typo would
+what is allowed (``llmhni_neg_candidates=-1 is not allowed: use an integer >= 1 or auto, e.g.
+--llmhni_neg_candidates=auto``). Unknown ``llmhni_*`` keys are refused too (a typo would
 otherwise be ignored silently), with the closest known name.
 """
 from __future__ import annotations
