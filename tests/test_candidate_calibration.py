@@ -14,7 +14,7 @@ from recbole_llmhni.semantic.candidate_calibration import (
     choose_candidates,
     false_negative_rates,
 )
-from test_semantic_calibration import _splits
+from test_semantic_calibration import _splits, replace_test_split
 from test_pipeline import HashEncoder
 from recbole_llmhni.pipeline import LLMHNIPipeline
 
@@ -133,18 +133,7 @@ def test_the_stage_reads_training_and_validation_only_and_is_cached(recbole_work
     assert first.report("S4 pretrain").status == "computed"  # S4 runs for it, though denoising is off
 
     # another test split: the same choice, from the same figures
-    splits = tiny_dataset["splits"]
-    seen = {}
-    for user, item in splits["train"] + splits["valid"]:
-        seen.setdefault(user, set()).add(item)
-    test_file = tiny_dataset["dir"] / "tiny.test.inter"
-    old_test = test_file.read_text()
-    rng = np.random.default_rng(2)
-    lines = ["user_id:token\titem_id:token"]
-    for user, item in splits["test"]:
-        others = [i for i in tiny_dataset["items"] if i not in seen[user] and i != item]
-        lines.append(f"{user}\t{others[rng.integers(len(others))]}")
-    test_file.write_text("\n".join(lines) + "\n")
+    test_file, old_test = replace_test_split(tiny_dataset, seed=2)
     try:
         again, test2 = _choose(tiny_dataset, recbole_workdir, "b")
     finally:

@@ -85,6 +85,24 @@ def _splits(data_path, workdir, art):
     return config, train._dataset, valid._dataset, test._dataset
 
 
+def replace_test_split(tiny_dataset, seed):
+    """Write another test split (each user's test item replaced by another item it has nowhere
+    else); returns ``(test file, its old text)`` so the caller can put it back."""
+    rng = np.random.default_rng(seed)
+    splits = tiny_dataset["splits"]
+    seen = {}
+    for user, item in splits["train"] + splits["valid"]:
+        seen.setdefault(user, set()).add(item)
+    test_file = tiny_dataset["dir"] / "tiny.test.inter"
+    old_test = test_file.read_text()
+    lines = ["user_id:token\titem_id:token"]
+    for user, item in splits["test"]:
+        others = [i for i in tiny_dataset["items"] if i not in seen[user] and i != item]
+        lines.append(f"{user}\t{others[rng.integers(len(others))]}")
+    test_file.write_text("\n".join(lines) + "\n")
+    return test_file, old_test
+
+
 def _calibrate(tiny_dataset, workdir, art):
     config, train, valid, test = _splits(tiny_dataset["data_path"], workdir, art)
     result = LLMHNIPipeline(config, encoder=HashEncoder()).run(train, valid)
@@ -97,19 +115,7 @@ def test_auto_uses_training_and_validation_only_and_is_cached(recbole_workdir, t
     assert report.status == "computed" and first.fn_quantile in (0.3, 0.5, 0.7, 0.9)
     assert 0.0 <= report.details["auc"] <= 1.0
 
-    # another test split (each user's test item replaced by another item it has nowhere else)
-    rng = np.random.default_rng(1)
-    splits = tiny_dataset["splits"]
-    seen = {}
-    for user, item in splits["train"] + splits["valid"]:
-        seen.setdefault(user, set()).add(item)
-    test_file = tiny_dataset["dir"] / "tiny.test.inter"
-    old_test = test_file.read_text()
-    lines = ["user_id:token\titem_id:token"]
-    for user, item in splits["test"]:
-        others = [i for i in tiny_dataset["items"] if i not in seen[user] and i != item]
-        lines.append(f"{user}\t{others[rng.integers(len(others))]}")
-    test_file.write_text("\n".join(lines) + "\n")
+    test_file, old_test = replace_test_split(tiny_dataset, seed=1)
     again, train2, test2 = _calibrate(tiny_dataset, recbole_workdir, "b")  # fresh artifacts: computed again
     assert not np.array_equal(test.inter_feat["item_id"].numpy(), test2.inter_feat["item_id"].numpy())
     assert list(train2.field2id_token["item_id"]) == list(train.field2id_token["item_id"])

@@ -239,6 +239,17 @@ class LLMHNIPipeline:
         return aligned
 
 
+    def _json_stage(self, kind: str, name: str, material: Dict[str, Any],
+                    compute: Callable[[], Dict[str, Any]]) -> Tuple[StageDir, Dict[str, Any], str]:
+        """A stage whose artifact is one JSON file: ``(stage, content, "reused" | "computed")``."""
+        stage = StageDir(self.config, kind, digest(material))
+        if stage.is_complete():
+            return stage, json.loads(stage.file(name).read_text(encoding="utf-8")), "reused"
+        found = compute()
+        atomic_write_json(stage.file(name), found)
+        stage.complete(material)
+        return stage, found, "computed"
+
     # ------------------------------------------------------------------ S3 calibrate
     def _calibrate(self, train: Any, valid: Any, result: PipelineResult, semantic_key: str) -> float:
         """``llmhni_fn_quantile: auto``: :math:`q` from training + validation pairs (cached)."""
@@ -258,17 +269,9 @@ class LLMHNIPipeline:
             "seed": int(config_get(self.config, "seed", 0) or 0),
             "rule": "min pi(1-TPR) + (1-pi)FPR; positives = validation pairs (sorted), negatives = random unobserved",
         }
-        stage = StageDir(self.config, "s3_calibrate", digest(material))
-        if stage.is_complete():
-            found = json.loads(stage.file("calibration.json").read_text(encoding="utf-8"))
-            status = "reused"
-        else:
-            found = calibrate_fn_quantile(
-                result.semantic_user, result.semantic_item, train_users, train_items, valid_users, valid_items,
-                material["seed"]).as_dict()
-            atomic_write_json(stage.file("calibration.json"), found)
-            stage.complete(material)
-            status = "computed"
+        stage, found, status = self._json_stage("s3_calibrate", "calibration.json", material, lambda: calibrate_fn_quantile(
+            result.semantic_user, result.semantic_item, train_users, train_items, valid_users, valid_items,
+            material["seed"]).as_dict())
         rates = ", ".join(f"q={r['q']:g}: TPR {r['tpr']:.3f} FPR {r['fpr']:.3f} R {r['risk']:.4f}" for r in found["rates"])
         self._report("S3 calibrate", status, started, stage.path, fn_quantile=found["fn_quantile"], auc=found["auc"],
                      rates=found["rates"],
@@ -294,17 +297,12 @@ class LLMHNIPipeline:
             "seed": int(config_get(self.config, "seed", 0) or 0),
             "rule": "largest M with F(M) = P(hard pick is a validation positive) <= budget, per training row",
         }
-        stage = StageDir(self.config, "s3_candidates", digest(material))
-        if stage.is_complete():
-            found = json.loads(stage.file("candidates.json").read_text(encoding="utf-8"))
-            status = "reused"
-        else:
-            user_e, item_e = s4.propagated_embeddings(denoiser.rec_pre())
-            found = calibrate_candidates(user_e.cpu().numpy(), item_e.cpu().numpy(), denoiser.users, denoiser.items,
-                                         valid_users, valid_items, material["seed"]).as_dict()
-            atomic_write_json(stage.file("candidates.json"), found)
-            stage.complete(material)
-            status = "computed"
+        def compute() -> Dict[str, Any]:
+            user_e, item_e = s4.propagated_embeddings(denoiser.rec_pre())  # S4 loaded only here
+            return calibrate_candidates(user_e.cpu().numpy(), item_e.cpu().numpy(), denoiser.users, denoiser.items,
+                                        valid_users, valid_items, material["seed"]).as_dict()
+
+        stage, found, status = self._json_stage("s3_candidates", "candidates.json", material, compute)
         rates = ", ".join(f"M={r['M']}: {r['false_negative']:.4f}" for r in found["rates"])
         self._report("S3 candidates", status, started, stage.path, neg_candidates=found["neg_candidates"],
                      rates=found["rates"], budget=found["budget"],
