@@ -40,8 +40,10 @@ def test_every_suite_has_unique_labels_and_result_files(tmp_path):
 
 def test_suite_definitions():
     models = suites.suite_jobs("models", ["toy"])
-    assert [j.label for j in models] == ["LLMHNI_LightGCN", "LLMHNI_NGCF", "LightGCN", "LightGCN+DNS", "NGCF", "NGCF+DNS", "BPR"]
+    assert [j.label for j in models] == ["LLMHNI_LightGCN", "LLMHNI_NGCF", "LightGCN", "LightGCN+DNS", "NGCF", "NGCF+DNS", "BPR",
+                                          "LightGCN+DNS M=32"]
     assert models[3].params == suites.DNS and models[3].slug == "LightGCN_DNS"
+    assert models[-1].params["train_neg_sample_args"] == {**suites.DNS["train_neg_sample_args"], "candidate_num": 32}
     noise = suites.suite_jobs("noise", ["toy"])
     assert sorted({j.params["llmhni_noise_ratio"] for j in noise}) == suites.NOISE_RATIOS
     speed = suites.suite_jobs("speed", ["toy"], speed_epochs=3)
@@ -470,7 +472,7 @@ def test_sampling_summary_weights_epochs_by_rows():
 def test_paper_suite_lists_the_comparison_table_and_borrows_the_models_rows(tmp_path):
     jobs = suites.suite_jobs("paper", ["ml-100k", "amazon-books"])
     labels = [j.label for j in jobs if j.dataset == "ml-100k"]
-    assert labels == ["BPR", "LightGCN", "NGCF", "LightGCN+DNS", "NGCF+DNS", "SGL", "SimGCL", "SimGCL, authors' settings",
+    assert labels == ["BPR", "LightGCN", "NGCF", "LightGCN+DNS", "LightGCN+DNS M=32", "NGCF+DNS", "SGL", "SimGCL", "SimGCL, authors' settings",
                       "XSimGCL", "XSimGCL, authors' settings", "RLMRec-Con", "RLMRec-Gen",
                       "RLMRec-Gen, authors' settings", "WBPR_LightGCN", "TCE_LightGCN", "RCE_LightGCN", "BOD_LightGCN", "DCF_LightGCN",
                       "LLMHNI_LightGCN", "LLMHNI_NGCF"]
