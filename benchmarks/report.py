@@ -192,6 +192,11 @@ def _oracle_accuracy(r: Record) -> Optional[float]:
     return float(params["llmhni_oracle_accuracy"]) if params.get("llmhni_rater") == "oracle" else None
 
 
+def _wider_s5(r: Record) -> bool:
+    """Whether a row set S5's candidate budget itself (the rater suite's wider-S5 rows)."""
+    return any(k in (r.get("params") or {}) for k in ("llmhni_cand_kn", "llmhni_cand_kp", "llmhni_cand_max_pairs"))
+
+
 def _rater_chart(rows: List[Record], path: Path, dataset: str) -> None:
     """Test Recall@20 against the simulated rater's accuracy, the other rows as lines across."""
     import matplotlib
@@ -200,9 +205,13 @@ def _rater_chart(rows: List[Record], path: Path, dataset: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    pts = sorted((_oracle_accuracy(r), r["test"]["recall@20"]) for r in rows if _oracle_accuracy(r) is not None and r.get("test"))
-    if pts:
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="LLMHNI_LightGCN, simulated rater")
+    oracle = [r for r in rows if _oracle_accuracy(r) is not None and r.get("test")]
+    # one line per S5 budget: the default, and any row that widens S5 (its label names how)
+    for wide, name, marker in ((False, "LLMHNI_LightGCN, simulated rater", "o"),
+                               (True, "LLMHNI_LightGCN, simulated rater, wider S5", "s")):
+        pts = sorted((_oracle_accuracy(r), r["test"]["recall@20"]) for r in oracle if _wider_s5(r) == wide)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=name)
     refs = [r for r in rows if _oracle_accuracy(r) is None and r.get("test")]
     styles = ["--", ":", "-."]
     for i, r in enumerate(refs):

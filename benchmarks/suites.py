@@ -43,6 +43,11 @@ NOISE_RATIOS = [0.0, 0.05, 0.1, 0.2]
 #: The rater study: injected noise, and the simulated rater's accuracies.
 RATER_NOISE = 0.2
 ORACLE_ACCURACIES = [0.5, 0.7, 0.9, 1.0]
+#: A wider S5 for the rater study: every user's 10 lowest-scored training items rated, and one
+#: high-scored candidate (about as many negatives as the default's capped half), no global cap,
+#: at these accuracies. It measures how much of the noise a rater can remove when it is shown more of it.
+RATER_WIDE_S5 = {"llmhni_cand_kn": 1, "llmhni_cand_kp": 10, "llmhni_cand_max_pairs": 0}
+RATER_WIDE_ACCURACIES = [0.9, 1.0]
 #: The S3 sweep: false-negative quantile q, top-k, candidates M.
 S3_QUANTILES = [0.3, 0.5, 0.7, 0.9]
 S3_TOPK = [1, 2, 3]
@@ -184,7 +189,8 @@ def _speed(suite: str, ds: str, speed_epochs: int) -> List[Job]:
 
 def _rater(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     """What a rater must get right: LLMHNI with the stand-in and with a simulated rater of
-    accuracy a, beside LightGCN and LightGCN + DNS, all at 20% injected noise."""
+    accuracy a, beside LightGCN and LightGCN + DNS, all at 20% injected noise; then the
+    simulated rater shown more of the noise (:data:`RATER_WIDE_S5`)."""
     noise = {"llmhni_noise_ratio": RATER_NOISE}
     jobs = [Job(suite, "LightGCN", "LightGCN", ds, dict(noise)),
             Job(suite, "LightGCN+DNS", "LightGCN", ds, {**DNS, **noise}),
@@ -192,6 +198,9 @@ def _rater(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     for accuracy in ORACLE_ACCURACIES:
         jobs.append(Job(suite, f"LLMHNI_LightGCN, simulated rater a={accuracy:g}", "LLMHNI_LightGCN", ds,
                         {**noise, "llmhni_rater": "oracle", "llmhni_oracle_accuracy": accuracy}))
+    for accuracy in RATER_WIDE_ACCURACIES:
+        jobs.append(Job(suite, f"LLMHNI_LightGCN, simulated rater a={accuracy:g}, S5 kn=1 kp=10 no cap", "LLMHNI_LightGCN",
+                        ds, {**noise, "llmhni_rater": "oracle", "llmhni_oracle_accuracy": accuracy, **RATER_WIDE_S5}))
     return jobs
 
 

@@ -356,8 +356,12 @@ def test_rater_suite_compares_simulated_accuracies_at_twenty_percent_noise():
     jobs = suites.suite_jobs("rater", ["ml-100k"])
     assert [j.label for j in jobs][:3] == ["LightGCN", "LightGCN+DNS", "LLMHNI_LightGCN, stand-in rater"]
     assert all(j.params["llmhni_noise_ratio"] == 0.2 for j in jobs)
-    oracle = [j for j in jobs if j.params.get("llmhni_rater") == "oracle"]
+    oracle = [j for j in jobs if j.params.get("llmhni_rater") == "oracle" and "llmhni_cand_kp" not in j.params]
     assert [j.params["llmhni_oracle_accuracy"] for j in oracle] == [0.5, 0.7, 0.9, 1.0]
+    wide = [j for j in jobs if "llmhni_cand_kp" in j.params]
+    assert [(j.params["llmhni_oracle_accuracy"], j.params["llmhni_cand_kp"], j.params["llmhni_cand_kn"],
+             j.params["llmhni_cand_max_pairs"]) for j in wide] == [(0.9, 10, 1, 0), (1.0, 10, 1, 0)]
+    assert jobs[-2:] == wide
     assert len({j.result_path(Path("r")) for j in jobs}) == len(jobs)
 
 
