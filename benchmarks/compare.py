@@ -11,8 +11,8 @@ reports), never from log text.
 
 Suites (``--suite``):
 
-``models``     BPR, LightGCN, NGCF, LightGCN + RecBole's dynamic hard negatives (DNS),
-               LLMHNI_LightGCN, LLMHNI_NGCF                       (per ``--datasets``)
+``models``     BPR, LightGCN, NGCF, LightGCN + RecBole's dynamic hard negatives (DNS, M=8 and
+               M=32), LLMHNI_LightGCN, LLMHNI_NGCF                (per ``--datasets``)
 ``noise``      LightGCN and LLMHNI_LightGCN with 0, 5, 10, 20% injected noise
 ``ablation``   LLMHNI_LightGCN w/o semantic sampling (uniform negatives; or score-only DNS),
                w/o alignment, w/o denoising, with the S8 weights on and w/o L_hal (the full
@@ -21,7 +21,8 @@ Suites (``--suite``):
                from scratch and warm-started from Rec_pre (lambda = 0: the ``models`` row)
 ``speed``      plain backbones next to their LLMHNI models, a fixed number of epochs, run
                one at a time with fresh artifacts: seconds per epoch, stage times, peak RSS
-``rater``      at 20% noise: LightGCN, LightGCN + DNS, LLMHNI with the stand-in and simulated raters
+``rater``      at 20% noise: LightGCN, LightGCN + DNS, LLMHNI with the stand-in and simulated raters,
+               and the simulated rater with a wider S5
 ``s3``         LLMHNI_LightGCN's S3 knobs: uniform and score-only DNS negatives, ``llmhni_fn_quantile:
                auto``, and the grid q in {0.3, 0.5, 0.7, 0.9} x k in {1, 2, 3} x M in {8, 16, 32};
                the report marks the validation-selected row and draws a heat map per dataset

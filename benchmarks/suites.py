@@ -198,9 +198,11 @@ def _rater(suite: str, ds: str, speed_epochs: int) -> List[Job]:
     for accuracy in ORACLE_ACCURACIES:
         jobs.append(Job(suite, f"LLMHNI_LightGCN, simulated rater a={accuracy:g}", "LLMHNI_LightGCN", ds,
                         {**noise, "llmhni_rater": "oracle", "llmhni_oracle_accuracy": accuracy}))
+    wide = (f"S5 kn={RATER_WIDE_S5['llmhni_cand_kn']} kp={RATER_WIDE_S5['llmhni_cand_kp']}"
+            + (" no cap" if RATER_WIDE_S5["llmhni_cand_max_pairs"] == 0 else f" cap {RATER_WIDE_S5['llmhni_cand_max_pairs']}"))
     for accuracy in RATER_WIDE_ACCURACIES:
-        jobs.append(Job(suite, f"LLMHNI_LightGCN, simulated rater a={accuracy:g}, S5 kn=1 kp=10 no cap", "LLMHNI_LightGCN",
-                        ds, {**noise, "llmhni_rater": "oracle", "llmhni_oracle_accuracy": accuracy, **RATER_WIDE_S5}))
+        jobs.append(Job(suite, f"LLMHNI_LightGCN, simulated rater a={accuracy:g}, {wide}", "LLMHNI_LightGCN", ds,
+                        {**noise, "llmhni_rater": "oracle", "llmhni_oracle_accuracy": accuracy, **RATER_WIDE_S5}))
     return jobs
 
 
@@ -296,12 +298,14 @@ _BUILDERS = {"models": _models, "noise": _noise, "ablation": _ablation, "s8": _s
 def suite_jobs(suite: str, datasets: List[str], speed_epochs: int = 5) -> List[Job]:
     """The jobs of one suite, in the order they are started.
 
-    ``models``: BPR, LightGCN, NGCF, LightGCN and NGCF + RecBole's DNS, LLMHNI_LightGCN, LLMHNI_NGCF;
+    ``models``: BPR, LightGCN, NGCF, LightGCN and NGCF + RecBole's DNS, LLMHNI_LightGCN, LLMHNI_NGCF,
+    LightGCN + RecBole's DNS at M=32;
     ``noise``: LightGCN and LLMHNI_LightGCN with 0, 5, 10, 20% injected noise; ``ablation``:
     LLMHNI_LightGCN without each part; ``s8``: the S8 weights, from scratch and warm-started;
     ``speed``: plain backbones next to their LLMHNI models, ``speed_epochs`` epochs each;
     ``rater``: at 20% noise, LightGCN, LightGCN + DNS, LLMHNI_LightGCN with the stand-in rater
-    and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0; ``s3``: LLMHNI_LightGCN
+    and with the simulated rater at accuracy 0.5, 0.7, 0.9 and 1.0, then at 0.9 and 1.0 with a
+    wider S5; ``s3``: LLMHNI_LightGCN
     with uniform, score-only DNS and ``auto`` negatives, and the grid q x k x M of S3; ``paper``: the LLMHNI
     paper's comparison table (the ``models`` rows, SGL, SimGCL, XSimGCL, RLMRec-Con, RLMRec-Gen);
     ``denoisers``: WBPR, T-CE,
