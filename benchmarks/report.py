@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from records import median, sec_per_epoch, view, where
-from suites import (BORROWED, METRICS, PAPER_REPORTED, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SEED_ROWS, SEEDS,
+from suites import (BORROWED, METRICS, PAPER_REPORTED, RATER_WIDE_S5, S3_CANDIDATES, S3_QUANTILES, S3_TOPK, SEED_ROWS, SEEDS,
                     SUITE_ORDER, SUITES, s3_label, seed_label, suite_jobs)
 
 Record = Dict[str, Any]
@@ -194,7 +194,7 @@ def _oracle_accuracy(r: Record) -> Optional[float]:
 
 def _wider_s5(r: Record) -> bool:
     """Whether a row set S5's candidate budget itself (the rater suite's wider-S5 rows)."""
-    return any(k in (r.get("params") or {}) for k in ("llmhni_cand_kn", "llmhni_cand_kp", "llmhni_cand_max_pairs"))
+    return any(k in (r.get("params") or {}) for k in RATER_WIDE_S5)
 
 
 def _rater_chart(rows: List[Record], path: Path, dataset: str) -> None:

@@ -238,7 +238,6 @@ class LLMHNIPipeline:
                      summary=summary)
         return aligned
 
-
     def _json_stage(self, kind: str, name: str, material: Dict[str, Any],
                     compute: Callable[[], Dict[str, Any]]) -> Tuple[StageDir, Dict[str, Any], str]:
         """A stage whose artifact is one JSON file: ``(stage, content, "reused" | "computed")``."""
