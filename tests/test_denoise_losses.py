@@ -181,3 +181,37 @@ def test_gated_loss_gradient_grows_with_the_embeddings_scale(loss):
     assert grad_norm(0.01, 0.0) == pytest.approx(100 * grad_norm(1.0, 0.0), rel=1e-6)
     assert grad_norm(0.01, 100.0) == pytest.approx(0.01 * grad_norm(1.0, 100.0), rel=1e-6)
     torch.testing.assert_close(loss(h, h2, users, items, 0.2, scale_ref=1e-9), loss(h, h2, users, items, 0.2))
+
+
+@pytest.mark.parametrize("n_rows, n_cand", [(7, 3), (300, 5000), (1, 1)])
+def test_row_logsumexp_equals_the_dense_form_in_value_and_gradient(n_rows, n_cand, monkeypatch):
+    """Blocked log-sum-exp against the dense ``logsumexp(a @ c.T)``; small blocks force the kernel."""
+    from recbole_llmhni.models import losses
+
+    monkeypatch.setattr(losses, "LSE_BLOCK_ELEMENTS", 4 * n_cand)  # blocks of 4 rows
+    g = torch.Generator().manual_seed(n_rows)
+    a = torch.randn(n_rows, 5, generator=g, dtype=torch.float64) * 3
+    c = torch.randn(n_cand, 5, generator=g, dtype=torch.float64)
+    w = torch.rand(n_rows, generator=g, dtype=torch.float64)
+    a1, c1 = a.clone().requires_grad_(), c.clone().requires_grad_()
+    a2, c2 = a.clone().requires_grad_(), c.clone().requires_grad_()
+    got = losses.row_logsumexp(a1, c1)
+    want = torch.logsumexp(a2 @ c2.T, dim=1)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    assert torch.allclose(got, want, atol=1e-12)
+    assert torch.allclose(a1.grad, a2.grad, atol=1e-12) and torch.allclose(c1.grad, c2.grad, atol=1e-12)
+
+
+def test_row_logsumexp_by_hand_and_gradcheck(monkeypatch):
+    from recbole_llmhni.models import losses
+
+    # one row against candidates (1, 0) and (0, 1): log(e^2 + e^0) for a = (2, 0)
+    assert math.isclose(float(losses.row_logsumexp(torch.tensor([[2.0, 0.0]]), torch.eye(2))[0]),
+                        math.log(math.e ** 2 + 1), rel_tol=1e-6)
+    monkeypatch.setattr(losses, "LSE_BLOCK_ELEMENTS", 6)  # blocks of 2 rows over 3 candidates
+    a = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(losses.row_logsumexp, (a, c))
+    with pytest.raises(ValueError, match="empty candidate set"):
+        losses.row_logsumexp(a, c[:0])

@@ -95,7 +95,7 @@ from torch import Tensor, nn
 
 from recbole_llmhni.models.backbones import BackboneLightGCN
 from recbole_llmhni.models.inputs import inputs_of
-from recbole_llmhni.models.losses import info_nce
+from recbole_llmhni.models.losses import info_nce, row_logsumexp
 
 __all__ = ["RLMRecMixin", "RLMRec_Con", "RLMRec_Gen", "profile_mlp", "anchored_nce"]
 
@@ -110,6 +110,8 @@ def anchored_nce(anchor: Tensor, positive: Tensor, candidates: Tensor, tau: floa
     r"""Summed :math:`\mathrm{nce}_\tau(a_b, p_b; C)` over rows (module docstring): the denominator runs over ``candidates``.
 
     ``anchor``, ``positive``: ``[B, d]``; ``candidates``: ``[n, d]`` (may include the positives).
+    The denominator is :func:`~recbole_llmhni.models.losses.row_logsumexp` (blocked: the
+    ``[B, n]`` logits are never held whole).
     """
     if tau <= 0:
         raise ValueError(f"temperature must be > 0, got {tau}")
@@ -117,7 +119,7 @@ def anchored_nce(anchor: Tensor, positive: Tensor, candidates: Tensor, tau: floa
     p = torch.nn.functional.normalize(positive, dim=1)
     c = torch.nn.functional.normalize(candidates, dim=1)
     a = a / tau  # scale the [B, d] rows, not the [B, n] logits
-    return (-(a * p).sum(dim=1) + torch.logsumexp(a @ c.T, dim=1)).sum()
+    return (-(a * p).sum(dim=1) + row_logsumexp(a, c)).sum()
 
 
 class RLMRecMixin:
