@@ -305,9 +305,11 @@ def _s3_heatmap(rows: List[Record], path: Path, dataset: str) -> None:
             ax.text(b, a, text, ha="center", va="center", fontsize=8, color="black" if np.isnan(grid[a, b]) else "white")
     ax.set_xticks(range(len(S3_QUANTILES)), [f"q={q:g}" for q in S3_QUANTILES])
     ax.set_yticks(range(len(ys)), [f"k={k} M={m}" for k, m in ys])
-    refs = ", ".join(f"{r['label']} {_r20(r):.4f}" for r in by_label.values()
-                     if r["label"] in ("uniform", "score-only DNS M=8", "auto k=1 M=8", "auto q, auto M")
-                     and _r20(r) is not None)
+    ref_cells = [f"{r['label']} {_r20(r):.4f}" for r in by_label.values()
+                 if r["label"] in ("uniform", "score-only DNS M=8", "auto k=1 M=8", "auto q, auto M")
+                 and _r20(r) is not None]
+    # two references per line, so the title stays within the figure's width
+    refs = "\n".join(", ".join(ref_cells[i:i + 2]) for i in range(0, len(ref_cells), 2))
     ax.set_title(f"S3 sweep, test Recall@20: {dataset}" + (f"\n{refs}" if refs else ""), fontsize=9)
     if not np.isnan(grid).all():
         fig.colorbar(image, ax=ax)
